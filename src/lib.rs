@@ -8,5 +8,7 @@
 pub mod analysis;
 pub mod derive;
 pub mod diag;
+pub mod exec;
 pub mod explain;
 pub mod ir;
+pub mod lower;
