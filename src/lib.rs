@@ -6,4 +6,6 @@
 //! See ARCHITECTURE.md for the codemap.
 
 pub mod diag;
+pub mod exact;
 pub mod ir;
+pub mod testgen;
