@@ -5,7 +5,10 @@
 //! -> `derive` (-> Plan) -> `interp` (reference execution) / `runtime` (learning, AIS, I/O).
 //! See ARCHITECTURE.md for the codemap.
 
+pub mod analysis;
+pub mod derive;
 pub mod diag;
 pub mod exact;
+pub mod explain;
 pub mod ir;
 pub mod testgen;
