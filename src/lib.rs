@@ -8,5 +8,7 @@
 pub mod analysis;
 pub mod derive;
 pub mod diag;
+pub mod exact;
 pub mod explain;
 pub mod ir;
+pub mod testgen;

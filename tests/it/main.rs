@@ -1,1 +1,3 @@
-fn main() {}
+//! Integration tests: one binary, one module a feature area.
+
+mod exact;
