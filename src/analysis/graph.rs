@@ -106,12 +106,7 @@ pub fn color_groups(g: &Graph, nodes: &[usize]) -> Vec<usize> {
     if n > 12 {
         return greedy();
     }
-    fn search(
-        x: usize,
-        k: usize,
-        c: &mut Vec<usize>,
-        adj: &dyn Fn(usize, usize) -> bool,
-    ) -> bool {
+    fn search(x: usize, k: usize, c: &mut Vec<usize>, adj: &dyn Fn(usize, usize) -> bool) -> bool {
         if x == c.len() {
             return true;
         }
@@ -175,7 +170,11 @@ pub fn color_elems(adj: &[BTreeSet<usize>]) -> ElemColoring {
             }
         }
     }
-    let n_colors = if n == 0 { 0 } else { side.iter().max().unwrap() + 1 };
+    let n_colors = if n == 0 {
+        0
+    } else {
+        side.iter().max().unwrap() + 1
+    };
     ElemColoring {
         color: side,
         n_colors,

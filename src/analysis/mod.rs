@@ -95,7 +95,10 @@ pub fn analyze_with(model: &Model, graph: &Graph) -> (Structure, Vec<Diagnostic>
     let interacts = (0..n)
         .map(|a| (0..n).map(|b| graph.interacts(a, b)).collect())
         .collect();
-    let blankets = model.group_ids().map(|g| blanket(model, graph, g)).collect();
+    let blankets = model
+        .group_ids()
+        .map(|g| blanket(model, graph, g))
+        .collect();
     let s = Structure {
         schedule,
         meanfield_schedule,
@@ -190,7 +193,8 @@ fn colored_schedule(
                     }),
                     None => {}
                     Some(e) => {
-                        let vs: Vec<usize> = (0..e.color.len()).filter(|&v| e.color[v] == t).collect();
+                        let vs: Vec<usize> =
+                            (0..e.color.len()).filter(|&v| e.color[v] == t).collect();
                         if !vs.is_empty() {
                             members.push(BlockMember {
                                 group: GroupId(g as u32),
@@ -251,9 +255,9 @@ fn blanket(model: &Model, graph: &Graph, g: GroupId) -> Blanket {
         v.dedup();
         v
     };
-    let parents = model
-        .directed_of(g)
-        .map_or(Vec::new(), |d| sorted(d.parents.iter().copied().filter(|p| *p != g).collect()));
+    let parents = model.directed_of(g).map_or(Vec::new(), |d| {
+        sorted(d.parents.iter().copied().filter(|p| *p != g).collect())
+    });
     let child_ds: Vec<_> = model
         .directed
         .iter()
@@ -271,7 +275,9 @@ fn blanket(model: &Model, graph: &Graph, g: GroupId) -> Blanket {
         model
             .terms
             .iter()
-            .filter(|t| t.origin == crate::ir::Origin::Energy && t.units.iter().any(|u| u.group == g))
+            .filter(|t| {
+                t.origin == crate::ir::Origin::Energy && t.units.iter().any(|u| u.group == g)
+            })
             .flat_map(|t| t.units.iter().map(|u| u.group))
             .filter(|h| *h != g)
             .collect(),

@@ -49,11 +49,7 @@ pub fn index_str(index: &[Affine], vars: &[IndexVar]) -> String {
 }
 
 pub fn unit_str(model: &Model, u: &UnitFactor, vars: &[IndexVar]) -> String {
-    let mut s = format!(
-        "{}{}",
-        model.group(u.group).name,
-        index_str(&u.index, vars)
-    );
+    let mut s = format!("{}{}", model.group(u.group).name, index_str(&u.index, vars));
     if u.power != 1 {
         s.push_str(&format!("^{}", u.power));
     }
@@ -158,7 +154,11 @@ fn split_coef(c: &Coef) -> (f64, Vec<&Coef>) {
 /// `v[i]^2 / (2·sigma[i]^2)`. The leading sign is part of the string.
 pub fn term_str(model: &Model, t: &Term, mul: &str) -> String {
     let (k, fs) = split_coef(&t.coef);
-    let units: Vec<String> = t.units.iter().map(|u| unit_str(model, u, &t.vars)).collect();
+    let units: Vec<String> = t
+        .units
+        .iter()
+        .map(|u| unit_str(model, u, &t.vars))
+        .collect();
     let coefs: Vec<String> = fs
         .iter()
         .map(|c| coef_prec(model, c, &t.vars, mul, 1))
