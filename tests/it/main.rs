@@ -1,1 +1,2 @@
+mod runtime;
 fn main() {}
