@@ -5,6 +5,11 @@
 //! -> `derive` (-> Plan) -> `interp` (reference execution) / `runtime` (learning, AIS, I/O).
 //! See ARCHITECTURE.md for the codemap.
 
+pub mod analysis;
+pub mod derive;
 pub mod diag;
+pub mod exact;
+pub mod explain;
 pub mod ir;
 pub mod runtime;
+pub mod testgen;

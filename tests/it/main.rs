@@ -1,2 +1,5 @@
+//! Integration tests: one binary, one module a feature area.
+
+mod analysis;
+mod exact;
 mod runtime;
-fn main() {}
