@@ -8,7 +8,10 @@
 pub mod analysis;
 pub mod derive;
 pub mod diag;
+pub mod exact;
 pub mod exec;
 pub mod explain;
 pub mod ir;
 pub mod lower;
+pub mod runtime;
+pub mod testgen;

@@ -1,2 +1,6 @@
-fn main() {}
+//! Integration tests: one binary, one module a feature area.
+
+mod analysis;
+mod exact;
 mod exec;
+mod runtime;
