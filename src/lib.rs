@@ -15,3 +15,4 @@ pub mod ir;
 pub mod lower;
 pub mod runtime;
 pub mod testgen;
+pub mod train;

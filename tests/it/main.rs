@@ -4,3 +4,4 @@ mod analysis;
 mod exact;
 mod exec;
 mod runtime;
+mod train;
