@@ -6,4 +6,7 @@
 //! See ARCHITECTURE.md for the codemap.
 
 pub mod diag;
+pub mod front;
 pub mod ir;
+pub mod sema;
+pub mod syntax;
