@@ -1,4 +1,5 @@
 //! Integration tests: one binary, one module a feature area.
 
 mod analysis;
+mod derive;
 mod exact;
