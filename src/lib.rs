@@ -11,4 +11,5 @@ pub mod diag;
 pub mod exact;
 pub mod explain;
 pub mod ir;
+pub mod runtime;
 pub mod testgen;

@@ -3,3 +3,4 @@
 mod analysis;
 mod derive;
 mod exact;
+mod runtime;
