@@ -1,6 +1,7 @@
 //! Integration tests: one binary, one module a feature area.
 
 mod analysis;
+mod derive;
 mod exact;
 mod exec;
 mod runtime;
