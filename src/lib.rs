@@ -5,8 +5,16 @@
 //! -> `derive` (-> Plan) -> `interp` (reference execution) / `runtime` (learning, AIS, I/O).
 //! See ARCHITECTURE.md for the codemap.
 
+pub mod analysis;
+pub mod derive;
 pub mod diag;
+pub mod exact;
+pub mod exec;
+pub mod explain;
 pub mod front;
 pub mod ir;
+pub mod lower;
+pub mod runtime;
 pub mod sema;
 pub mod syntax;
+pub mod testgen;

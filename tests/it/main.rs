@@ -1,2 +1,8 @@
-fn main() {}
+//! Integration tests: one binary, one module a feature area.
+
+mod analysis;
+mod derive;
+mod exact;
+mod exec;
 mod front;
+mod runtime;
