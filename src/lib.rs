@@ -10,5 +10,6 @@ pub mod derive;
 pub mod diag;
 pub mod exact;
 pub mod explain;
+pub mod interp;
 pub mod ir;
 pub mod testgen;
