@@ -1,3 +1,4 @@
 //! Integration tests: one binary, one module a feature area.
 
+mod analysis;
 mod exact;

@@ -1,0 +1,231 @@
+//! The interaction graph: group level (which groups share an instance) and element level
+//! within self-interacting groups, built by enumerating every term and log-normaliser
+//! instance; plus the colorings that turn it into parallel blocks.
+//!
+//! Invariant: an edge exists exactly when some instance holds both endpoints as distinct
+//! variables; colorings returned here are proper (checked by `debug_assert`).
+
+use super::incidence::{
+    for_each_arg_assignment, lognorm_outer_assignments, lognorm_rest_vars, term_instance_vars,
+};
+use super::VarRef;
+use crate::ir::eval::for_each_assignment;
+use crate::ir::{Model, TermId};
+use std::collections::{BTreeSet, VecDeque};
+
+/// What first made two variables interact: a term or a log-normaliser, by index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cause {
+    Term(usize),
+    LogNorm(usize),
+}
+
+pub struct Graph {
+    /// `[a][b]`: first cause of an interaction between groups a and b (a == b: self)
+    pub group_cause: Vec<Vec<Option<Cause>>>,
+    /// per group: element adjacency (only filled for self-interacting groups)
+    pub adj: Vec<Vec<BTreeSet<usize>>>,
+}
+
+impl Graph {
+    pub fn new(model: &Model) -> Self {
+        let n = model.groups.len();
+        let mut g = Graph {
+            group_cause: vec![vec![None; n]; n],
+            adj: model
+                .groups
+                .iter()
+                .map(|gr| vec![BTreeSet::new(); gr.n_vars()])
+                .collect(),
+        };
+        for (ti, t) in model.terms.iter().enumerate() {
+            if t.units.len() < 2 {
+                continue;
+            }
+            for_each_assignment(&t.vars, |a| {
+                let vs = term_instance_vars(model, TermId(ti as u32), a);
+                g.add_clique(&vs, Cause::Term(ti));
+            });
+        }
+        for (li, l) in model.lognorms.iter().enumerate() {
+            for_each_assignment(&lognorm_rest_vars(l), |r| {
+                let mut vs = Vec::new();
+                for outer in lognorm_outer_assignments(l, r) {
+                    for t in &l.arg {
+                        for_each_arg_assignment(&outer, &t.vars, |a| {
+                            vs.extend(t.units.iter().map(|u| model.var_of(u, a)))
+                        });
+                    }
+                }
+                vs.sort();
+                vs.dedup();
+                g.add_clique(&vs, Cause::LogNorm(li));
+            });
+        }
+        g
+    }
+
+    fn add_clique(&mut self, vs: &[VarRef], cause: Cause) {
+        for (x, a) in vs.iter().enumerate() {
+            for b in &vs[x + 1..] {
+                let (ga, gb) = (a.group.idx(), b.group.idx());
+                self.group_cause[ga][gb].get_or_insert(cause);
+                self.group_cause[gb][ga].get_or_insert(cause);
+                if ga == gb {
+                    self.adj[ga][a.var].insert(b.var);
+                    self.adj[ga][b.var].insert(a.var);
+                }
+            }
+        }
+    }
+
+    pub fn interacts(&self, a: usize, b: usize) -> bool {
+        self.group_cause[a][b].is_some()
+    }
+
+    pub fn self_interacting(&self, g: usize) -> bool {
+        self.group_cause[g][g].is_some()
+    }
+}
+
+/// Minimum coloring of the group graph restricted to `nodes` (exact backtracking for up to
+/// 12 nodes, greedy beyond). Ties go to the first coloring in the search order, which assigns
+/// each node in order the smallest color that works: a DBM gives {v, h2} | {h1}.
+pub fn color_groups(g: &Graph, nodes: &[usize]) -> Vec<usize> {
+    let n = nodes.len();
+    let adj = |x: usize, y: usize| x != y && g.interacts(nodes[x], nodes[y]);
+    let greedy = || {
+        let mut c = vec![0; n];
+        for x in 0..n {
+            c[x] = (0..)
+                .find(|&k| (0..x).all(|y| !adj(x, y) || c[y] != k))
+                .expect("some color is free");
+        }
+        c
+    };
+    if n > 12 {
+        return greedy();
+    }
+    fn search(x: usize, k: usize, c: &mut Vec<usize>, adj: &dyn Fn(usize, usize) -> bool) -> bool {
+        if x == c.len() {
+            return true;
+        }
+        for col in 0..k {
+            if (0..x).all(|y| !adj(x, y) || c[y] != col) {
+                c[x] = col;
+                if search(x + 1, k, c, adj) {
+                    return true;
+                }
+            }
+        }
+        false
+    }
+    for k in 1..=n.max(1) {
+        let mut c = vec![0; n];
+        if search(0, k, &mut c, &adj) {
+            return c;
+        }
+    }
+    greedy()
+}
+
+/// How the variables of one self-interacting group were colored.
+pub struct ElemColoring {
+    /// color of every variable
+    pub color: Vec<usize>,
+    pub n_colors: usize,
+    /// an odd cycle when the element graph is not bipartite (closed: first == last)
+    pub odd_cycle: Option<Vec<usize>>,
+}
+
+/// Two-coloring by BFS when the graph is bipartite, otherwise DSatur (deterministic ties by
+/// lowest index) and an odd cycle that proves two colors impossible.
+pub fn color_elems(adj: &[BTreeSet<usize>]) -> ElemColoring {
+    let n = adj.len();
+    let mut side = vec![usize::MAX; n];
+    let mut parent = vec![usize::MAX; n];
+    let mut depth = vec![0usize; n];
+    for s in 0..n {
+        if side[s] != usize::MAX {
+            continue;
+        }
+        side[s] = 0;
+        let mut q = VecDeque::from([s]);
+        while let Some(x) = q.pop_front() {
+            for &y in &adj[x] {
+                if side[y] == usize::MAX {
+                    side[y] = 1 - side[x];
+                    parent[y] = x;
+                    depth[y] = depth[x] + 1;
+                    q.push_back(y);
+                } else if side[y] == side[x] {
+                    let cycle = odd_cycle(x, y, &parent, &depth);
+                    let (color, n_colors) = dsatur(adj);
+                    return ElemColoring {
+                        color,
+                        n_colors,
+                        odd_cycle: Some(cycle),
+                    };
+                }
+            }
+        }
+    }
+    let n_colors = if n == 0 {
+        0
+    } else {
+        side.iter().max().unwrap() + 1
+    };
+    ElemColoring {
+        color: side,
+        n_colors,
+        odd_cycle: None,
+    }
+}
+
+/// The cycle closed by the edge x–y whose ends have the same BFS parity: both tree paths up
+/// to their lowest common ancestor, joined by the edge.
+fn odd_cycle(x: usize, y: usize, parent: &[usize], depth: &[usize]) -> Vec<usize> {
+    let (mut a, mut b) = (x, y);
+    let (mut pa, mut pb) = (vec![a], vec![b]);
+    while a != b {
+        if depth[a] >= depth[b] {
+            a = parent[a];
+            pa.push(a);
+        } else {
+            b = parent[b];
+            pb.push(b);
+        }
+    }
+    pb.pop(); // the common ancestor already ends `pa`
+    pa.reverse();
+    // ancestor .. x, then y .. (the ancestor's child on y's side), then back to the ancestor.
+    let mut cycle = pa;
+    cycle.extend(pb);
+    cycle.push(cycle[0]);
+    cycle
+}
+
+fn dsatur(adj: &[BTreeSet<usize>]) -> (Vec<usize>, usize) {
+    let n = adj.len();
+    let mut color = vec![usize::MAX; n];
+    let mut sat: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); n];
+    let mut n_colors = 0;
+    for _ in 0..n {
+        let x = (0..n)
+            .filter(|&x| color[x] == usize::MAX)
+            .max_by(|&a, &b| {
+                (sat[a].len(), adj[a].len())
+                    .cmp(&(sat[b].len(), adj[b].len()))
+                    .then(b.cmp(&a))
+            })
+            .expect("an uncolored node remains");
+        let c = (0..).find(|k| !sat[x].contains(k)).expect("a free color");
+        color[x] = c;
+        n_colors = n_colors.max(c + 1);
+        for &y in &adj[x] {
+            sat[y].insert(c);
+        }
+    }
+    debug_assert!((0..n).all(|x| adj[x].iter().all(|&y| color[x] != color[y])));
+    (color, n_colors)
+}
