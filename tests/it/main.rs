@@ -2,3 +2,4 @@
 
 mod analysis;
 mod exact;
+mod props;
