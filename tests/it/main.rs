@@ -1,5 +1,8 @@
 //! Integration tests: one binary, one module a feature area.
 
 mod analysis;
+mod derive;
 mod exact;
+mod exec;
 mod props;
+mod runtime;
