@@ -12,6 +12,7 @@ pub mod exact;
 pub mod exec;
 pub mod explain;
 pub mod front;
+pub mod interp;
 pub mod ir;
 pub mod lower;
 pub mod runtime;

@@ -5,4 +5,5 @@ mod derive;
 mod exact;
 mod exec;
 mod front;
+mod props;
 mod runtime;
