@@ -4,5 +4,6 @@ mod analysis;
 mod derive;
 mod exact;
 mod exec;
+mod interp;
 mod props;
 mod runtime;
