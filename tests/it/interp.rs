@@ -69,17 +69,19 @@ fn max_z(
     for _ in 0..burn {
         sweep(state);
     }
-    let mut means = vec![vec![0.0; B]; stats.len()];
-    for b in 0..B {
+    // batch means, [batch][statistic]
+    let mut rows = vec![vec![0.0; stats.len()]; B];
+    for row in rows.iter_mut() {
         for _ in 0..batch {
             sweep(state);
-            for (k, s) in stats.iter().enumerate() {
-                means[k][b] += value(state, s) / batch as f64;
+            for (r, s) in row.iter_mut().zip(stats) {
+                *r += value(state, s) / batch as f64;
             }
         }
     }
     let mut worst: f64 = 0.0;
-    for (k, bm) in means.iter().enumerate() {
+    for k in 0..stats.len() {
+        let bm: Vec<f64> = rows.iter().map(|r| r[k]).collect();
         let mean = bm.iter().sum::<f64>() / B as f64;
         let var = bm.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (B - 1) as f64;
         let se = (var / B as f64).sqrt();
