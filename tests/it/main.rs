@@ -3,4 +3,6 @@
 mod analysis;
 mod derive;
 mod exact;
+mod exec;
+mod props;
 mod runtime;

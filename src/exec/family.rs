@@ -1,0 +1,173 @@
+//! Conditional families on batches: draws, means (and second moments), and log-normalisers
+//! `A(z)` from natural parameters, as tabulated in `derive::plan`.
+//!
+//! Invariant: row `r` draws only from `rngs.rows[r]`, visiting its variables in increasing
+//! order, one uniform per binary/spin variable, one per categorical variable, one normal per
+//! Gaussian variable.
+
+use super::{Fields, Rngs};
+use crate::derive::plan::Family;
+use ndarray::{Array1, Array2};
+
+#[inline]
+pub(crate) fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+#[inline]
+fn softplus(x: f64) -> f64 {
+    if x > 0.0 {
+        x + (-x).exp().ln_1p()
+    } else {
+        x.exp().ln_1p()
+    }
+}
+
+/// Variables to visit: all `0..n_vars`, or a sorted subset.
+fn vars_iter(n_vars: usize, vars: Option<&[usize]>) -> Box<dyn Iterator<Item = usize> + '_> {
+    match vars {
+        None => Box::new(0..n_vars),
+        Some(v) => Box::new(v.iter().copied()),
+    }
+}
+
+/// Draws variables of one group into `out` (`[batch, n_elems]`) from `fields`. `vars` are
+/// variable indices (categorical: slices of `k` states), `None` for all of them.
+pub fn sample_into(
+    family: Family,
+    f: &Fields,
+    k: usize,
+    out: &mut Array2<f32>,
+    vars: Option<&[usize]>,
+    rngs: &mut Rngs,
+) {
+    let (m, n) = f.z.dim();
+    assert_eq!(rngs.len(), m, "one random stream per row");
+    assert_eq!(out.dim(), (m, n));
+    for r in 0..m {
+        let rng = &mut rngs.rows[r];
+        let z = f.z.row(r);
+        let z = z.as_slice().expect("standard layout");
+        let mut o = out.row_mut(r);
+        let o = o.as_slice_mut().expect("standard layout");
+        match family {
+            Family::Bernoulli => {
+                for e in vars_iter(n, vars) {
+                    o[e] = (rng.uniform_f32() < sigmoid(z[e])) as u8 as f32;
+                }
+            }
+            Family::Spin => {
+                for e in vars_iter(n, vars) {
+                    o[e] = if rng.uniform_f32() < sigmoid(2.0 * z[e]) {
+                        1.0
+                    } else {
+                        -1.0
+                    };
+                }
+            }
+            Family::Softmax => {
+                for v in vars_iter(n / k, vars) {
+                    let zs = &z[v * k..v * k + k];
+                    let mx = zs.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+                    let total: f32 = zs.iter().map(|&x| (x - mx).exp()).sum();
+                    let u = rng.uniform_f32() * total;
+                    let mut acc = 0.0;
+                    let mut pick = k - 1;
+                    for (c, &x) in zs.iter().enumerate() {
+                        acc += (x - mx).exp();
+                        if u < acc {
+                            pick = c;
+                            break;
+                        }
+                    }
+                    for c in 0..k {
+                        o[v * k + c] = (c == pick) as u8 as f32;
+                    }
+                }
+            }
+            Family::Gaussian => {
+                let beta = f.beta.as_ref().expect("Gaussian fields carry a precision");
+                let bt = beta.row(r);
+                for e in vars_iter(n, vars) {
+                    let p = bt[e];
+                    o[e] = z[e] / p + (rng.normal() as f32) / p.sqrt();
+                }
+            }
+            Family::Enumerate => unreachable!("Exec::new rejects Enumerate families"),
+        }
+    }
+}
+
+/// Conditional means, and second moments for Gaussian groups.
+pub fn mean_of(family: Family, f: &Fields, k: usize) -> (Array2<f32>, Option<Array2<f32>>) {
+    match family {
+        Family::Bernoulli => (f.z.mapv(sigmoid), None),
+        Family::Spin => (f.z.mapv(f32::tanh), None),
+        Family::Softmax => {
+            let mut p = f.z.clone();
+            for mut row in p.rows_mut() {
+                let row = row.as_slice_mut().expect("standard layout");
+                for zs in row.chunks_mut(k) {
+                    let mx = zs.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+                    let mut total = 0.0;
+                    for x in zs.iter_mut() {
+                        *x = (*x - mx).exp();
+                        total += *x;
+                    }
+                    zs.iter_mut().for_each(|x| *x /= total);
+                }
+            }
+            (p, None)
+        }
+        Family::Gaussian => {
+            let beta = f.beta.as_ref().expect("Gaussian fields carry a precision");
+            let mean = &f.z / beta;
+            let second = &mean * &mean + &beta.mapv(|b| 1.0 / b);
+            (mean, Some(second))
+        }
+        Family::Enumerate => unreachable!("Exec::new rejects Enumerate families"),
+    }
+}
+
+/// Per row: `sum_u A(z_u)` over every variable of the group (offsets not included).
+pub fn log_partition(family: Family, f: &Fields, k: usize) -> Array1<f64> {
+    let m = f.z.nrows();
+    let mut out = Array1::zeros(m);
+    for r in 0..m {
+        let z = f.z.row(r);
+        let z = z.as_slice().expect("standard layout");
+        out[r] = match family {
+            Family::Bernoulli => z.iter().map(|&x| softplus(x as f64)).sum(),
+            Family::Spin => z
+                .iter()
+                .map(|&x| {
+                    let a = (x as f64).abs();
+                    a + (-2.0 * a).exp().ln_1p() + std::f64::consts::LN_2
+                })
+                .sum(),
+            Family::Softmax => z
+                .chunks(k)
+                .map(|zs| {
+                    let mx = zs
+                        .iter()
+                        .map(|&x| x as f64)
+                        .fold(f64::NEG_INFINITY, f64::max);
+                    mx + zs.iter().map(|&x| (x as f64 - mx).exp()).sum::<f64>().ln()
+                })
+                .sum(),
+            Family::Gaussian => {
+                let beta = f.beta.as_ref().expect("Gaussian fields carry a precision");
+                let bt = beta.row(r);
+                z.iter()
+                    .zip(bt.iter())
+                    .map(|(&x, &b)| {
+                        let (x, b) = (x as f64, b as f64);
+                        x * x / (2.0 * b) + 0.5 * (std::f64::consts::TAU / b).ln()
+                    })
+                    .sum()
+            }
+            Family::Enumerate => unreachable!("Exec::new rejects Enumerate families"),
+        };
+    }
+    out
+}

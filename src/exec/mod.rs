@@ -1,0 +1,186 @@
+//! The batched executor: natural parameters (fields), block-Gibbs sweeps, mean field, free
+//! energies and gradient statistics on mini-batches, in f32, driven by a lowered model and its
+//! derived `Plan` (never by per-model code).
+//!
+//! Invariant: every quantity equals the Plan's definition (checked against `ir::eval` and the
+//! oracle in `tests/it/exec.rs`) up to f32 rounding; randomness is drawn from one stream per
+//! batch row, in a fixed order, so results do not depend on threading.
+
+mod family;
+mod field;
+pub mod rng;
+mod stats;
+mod sweep;
+
+pub use family::{log_partition, mean_of, sample_into};
+pub use field::Fields;
+pub use rng::{Rng, Rngs};
+pub use sweep::Temper;
+
+use crate::derive::plan::{Family, Plan};
+use crate::ir::eval::Params;
+use crate::ir::{Domain, GroupId, Model};
+use crate::lower::{lower, Lowered, TermKind};
+use ndarray::{Array1, Array2};
+
+#[derive(Debug, thiserror::Error, Clone, PartialEq)]
+pub enum ExecError {
+    #[error("model `{model}` has directed conditionals; the batched executor handles undirected energies only (use the interpreter)")]
+    Directed { model: String },
+    #[error("group `{group}` needs an enumerated conditional; the batched executor does not support it yet (use the interpreter)")]
+    Enumerate { group: String },
+}
+
+/// The state of every group for a batch of configurations: `x[g]` is `[batch, n_elems(g)]`.
+/// `sq[g]`, when present, holds second moments `E[x^2]` to use for power-2 factors (mean-field
+/// or Rao-Blackwellised Gaussian groups); otherwise `x^2` is used.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Batch {
+    pub x: Vec<Array2<f32>>,
+    pub sq: Vec<Option<Array2<f32>>>,
+}
+
+impl Batch {
+    pub fn rows(&self) -> usize {
+        self.x.first().map_or(0, |a| a.nrows())
+    }
+    /// A batch with every group at its `ir::eval::zero_state` value.
+    pub fn zeros(model: &Model, rows: usize) -> Self {
+        let z = model.zero_state();
+        Batch {
+            x: z.values
+                .iter()
+                .map(|v| {
+                    let row = Array1::from_iter(v.iter().map(|&x| x as f32));
+                    let mut a = Array2::zeros((rows, v.len()));
+                    a.rows_mut().into_iter().for_each(|mut r| r.assign(&row));
+                    a
+                })
+                .collect(),
+            sq: vec![None; model.groups.len()],
+        }
+    }
+}
+
+/// Parameter-dependent tables, rebuilt by `set_params`.
+#[derive(Clone, Debug)]
+struct Tables {
+    /// per term: coefficient at each instance (empty for dense terms)
+    coef: Vec<Vec<f32>>,
+    /// per dense term: `M[a, b]`
+    mats: Vec<Option<Array2<f32>>>,
+    /// per bias term: coefficients scattered onto the group's elements
+    rows: Vec<Option<Array1<f32>>>,
+    /// per const term: its value
+    consts: Vec<f64>,
+}
+
+/// A model ready to run on batches.
+pub struct Exec<'m> {
+    pub model: &'m Model,
+    pub plan: &'m Plan,
+    pub lowered: Lowered,
+    params: Params,
+    tables: Tables,
+}
+
+impl<'m> Exec<'m> {
+    pub fn new(model: &'m Model, plan: &'m Plan, params: &Params) -> Result<Self, ExecError> {
+        if !model.lognorms.is_empty() || !model.directed.is_empty() {
+            return Err(ExecError::Directed {
+                model: model.name.clone(),
+            });
+        }
+        for c in &plan.conditionals {
+            if c.family == Family::Enumerate {
+                return Err(ExecError::Enumerate {
+                    group: model.group(c.group).name.clone(),
+                });
+            }
+        }
+        let lowered = lower(model);
+        let tables = build_tables(&lowered, params);
+        Ok(Exec {
+            model,
+            plan,
+            lowered,
+            params: params.clone(),
+            tables,
+        })
+    }
+
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    /// Replaces the parameters and rebuilds every coefficient table.
+    pub fn set_params(&mut self, params: &Params) {
+        self.params = params.clone();
+        self.tables = build_tables(&self.lowered, params);
+    }
+
+    pub fn family(&self, g: GroupId) -> Family {
+        self.plan.conditionals[g.idx()].family
+    }
+
+    pub fn n_groups(&self) -> usize {
+        self.model.groups.len()
+    }
+
+    /// A batch with visible groups set from `data` (one matrix per visible group, in
+    /// `GroupId` order of the visible groups) and hidden groups at their zero state.
+    pub fn batch_from_visible(&self, data: &[Array2<f32>]) -> Batch {
+        let rows = data.first().map_or(0, |a| a.nrows());
+        let mut b = Batch::zeros(self.model, rows);
+        let mut it = data.iter();
+        for g in self.model.group_ids() {
+            if self.model.group(g).role == crate::ir::Role::Visible {
+                let d = it.next().expect("one data matrix per visible group");
+                assert_eq!(
+                    d.dim(),
+                    b.x[g.idx()].dim(),
+                    "data shape of `{}`",
+                    self.model.group(g).name
+                );
+                b.x[g.idx()].assign(d);
+            }
+        }
+        b
+    }
+
+    pub fn is_real(&self, g: GroupId) -> bool {
+        self.model.group(g).domain == Domain::Real
+    }
+}
+
+fn build_tables(low: &Lowered, params: &Params) -> Tables {
+    let n = low.terms.len();
+    let mut t = Tables {
+        coef: vec![Vec::new(); n],
+        mats: vec![None; n],
+        rows: vec![None; n],
+        consts: vec![0.0; n],
+    };
+    for (k, lt) in low.terms.iter().enumerate() {
+        let vals = lt.coef.eval(params);
+        match &lt.kind {
+            TermKind::Const => t.consts[k] = vals.iter().sum(),
+            TermKind::Bias { group, elems, .. } => {
+                let mut row = Array1::<f32>::zeros(low.sizes[group.idx()].0);
+                for (&e, &c) in elems.iter().zip(&vals) {
+                    row[e as usize] += c as f32;
+                }
+                t.rows[k] = Some(row);
+                t.coef[k] = vals.iter().map(|&x| x as f32).collect();
+            }
+            TermKind::Dense { na, nb, .. } => {
+                let m =
+                    Array2::from_shape_vec((*na, *nb), vals.iter().map(|&x| x as f32).collect())
+                        .expect("dense table has na * nb instances");
+                t.mats[k] = Some(m);
+            }
+            TermKind::Generic { .. } => t.coef[k] = vals.iter().map(|&x| x as f32).collect(),
+        }
+    }
+    t
+}

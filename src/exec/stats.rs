@@ -1,0 +1,118 @@
+//! Free energies and gradient statistics of batches.
+//!
+//! Invariant: `free_energy` is the Plan's `F(rest)` (tempered when asked) per row, and
+//! `energy_grad` is the batch average of `dE/dtheta` for every parameter element, with each
+//! group read as stored in the batch (samples, means, or second moments): summing out is the
+//! caller's choice, made by `rao_blackwellize` before the call.
+
+use super::family::log_partition;
+use super::{Batch, Exec, Temper};
+use crate::ir::TermId;
+use crate::lower::TermKind;
+use ndarray::{Array1, Axis};
+
+impl Exec<'_> {
+    /// Per row: `F(rest)` with the Plan's summed groups summed out (their stored state is
+    /// ignored), under the tempered energy if `temper` is given.
+    pub fn free_energy(&self, b: &Batch, temper: Option<&Temper>) -> Array1<f64> {
+        let fe = &self.plan.free_energy;
+        let beta = temper.map_or(1.0, |t| t.beta);
+        let mut f = Array1::<f64>::zeros(b.rows());
+        for &t in &fe.kept_terms {
+            f.scaled_add(beta, &self.term_energy(t, b));
+        }
+        if let Some(t) = temper {
+            for &g in &fe.kept_groups {
+                if let Some(base) = &t.base[g.idx()] {
+                    let e = b.x[g.idx()].dot(base).mapv(|x| x as f64);
+                    f.scaled_add(-(1.0 - beta), &e);
+                }
+            }
+        }
+        for &g in &fe.summed {
+            let fl = self.tempered_fields(g, b, temper);
+            let k = self.lowered.sizes[g.idx()].1;
+            f -= &log_partition(self.family(g), &fl, k);
+            f += &fl.offset.mapv(|x| x as f64);
+        }
+        f
+    }
+
+    /// Batch average of `dE/dtheta`, one flat buffer per parameter (in `ParamId` order; zero
+    /// for parameters no term mentions).
+    pub fn energy_grad(&self, b: &Batch) -> Vec<Vec<f64>> {
+        let mut grads: Vec<Vec<f64>> = self
+            .model
+            .params
+            .iter()
+            .map(|p| vec![0.0; p.n_elems()])
+            .collect();
+        let m = b.rows();
+        if m == 0 {
+            return grads;
+        }
+        let inv = 1.0 / m as f64;
+        for (k, lt) in self.lowered.terms.iter().enumerate() {
+            if lt.coef.params().is_empty() {
+                continue;
+            }
+            let adj = self.monomial_means(TermId(k as u32), b, inv);
+            lt.coef.backprop(&self.params, &adj, &mut grads);
+        }
+        grads
+    }
+
+    /// Batch average of each instance's monomial, in instance order.
+    fn monomial_means(&self, t: TermId, b: &Batch, inv: f64) -> Vec<f64> {
+        let k = t.idx();
+        let lt = &self.lowered.terms[k];
+        let n_inst = lt.coef.n_inst();
+        match &lt.kind {
+            TermKind::Const => vec![1.0; n_inst],
+            TermKind::Bias {
+                group,
+                power,
+                elems,
+            } => {
+                let gi = group.idx();
+                let x = &b.x[gi];
+                let col = match (power, &b.sq[gi]) {
+                    (1, _) => x.sum_axis(Axis(0)),
+                    (2, Some(sq)) => sq.sum_axis(Axis(0)),
+                    (p, _) => x.mapv(|v| v.powi(*p as i32)).sum_axis(Axis(0)),
+                };
+                elems
+                    .iter()
+                    .map(|&e| col[e as usize] as f64 * inv)
+                    .collect()
+            }
+            TermKind::Dense { ga, gb, .. } => {
+                let g = b.x[ga.idx()].t().dot(&b.x[gb.idx()]);
+                g.iter().map(|&x| x as f64 * inv).collect()
+            }
+            TermKind::Generic { factors, elems } => {
+                let nf = factors.len();
+                let mut out = vec![0.0f64; n_inst];
+                for r in 0..b.rows() {
+                    let xs: Vec<_> = b.x.iter().map(|a| a.row(r)).collect();
+                    let sqs: Vec<_> = b.sq.iter().map(|s| s.as_ref().map(|a| a.row(r))).collect();
+                    for (inst, o) in out.iter_mut().enumerate() {
+                        let mut v = 1.0f32;
+                        for (f, &(g, p)) in factors.iter().enumerate() {
+                            let e = elems[inst * nf + f] as usize;
+                            let gi = g.idx();
+                            v *= match (p, &sqs[gi]) {
+                                (1, _) => xs[gi][e],
+                                (2, Some(s)) => s[e],
+                                (p, _) => xs[gi][e].powi(p as i32),
+                            };
+                        }
+                        *o += v as f64;
+                    }
+                }
+                out.iter_mut().for_each(|x| *x *= inv);
+                out
+            }
+        }
+    }
+}

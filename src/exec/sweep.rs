@@ -1,0 +1,167 @@
+//! Block-Gibbs sweeps following the Plan's schedule, at inverse temperature `beta` towards a
+//! base model (AIS, parallel tempering), and mean-field inference with the Plan's blocks.
+//!
+//! Invariant: within a block every member's fields are computed from the state before the
+//! block step, then all members are drawn; clamped groups are never written.
+
+use super::family::{mean_of, sample_into};
+use super::{Batch, Exec, Fields, Rngs};
+use crate::analysis::Block;
+use crate::derive::plan::Family;
+use crate::ir::GroupId;
+use ndarray::{Array1, Array2};
+
+/// The tempered energy `beta * E_model + (1 - beta) * E_base`, where the base model is a bias
+/// row per group (`E_base = -sum_g base[g] . x_g`; `None` = zero bias).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Temper {
+    pub beta: f64,
+    pub base: Vec<Option<Array1<f32>>>,
+}
+
+impl Exec<'_> {
+    /// `fields(g)` of the tempered energy.
+    pub fn tempered_fields(&self, g: GroupId, b: &Batch, temper: Option<&Temper>) -> Fields {
+        let mut f = self.fields(g, b);
+        if let Some(t) = temper {
+            let beta = t.beta as f32;
+            f.z *= beta;
+            if let Some(bt) = f.beta.as_mut() {
+                *bt *= beta;
+            }
+            f.offset *= beta;
+            if let Some(base) = &t.base[g.idx()] {
+                f.z.scaled_add(1.0 - beta, &base.view().insert_axis(ndarray::Axis(0)));
+            }
+        }
+        f
+    }
+
+    /// One block step: draws every unclamped member of `block` from its conditional.
+    pub fn gibbs_block(
+        &self,
+        block: &Block,
+        b: &mut Batch,
+        rngs: &mut Rngs,
+        clamped: &[bool],
+        temper: Option<&Temper>,
+    ) {
+        let members: Vec<_> = block
+            .members
+            .iter()
+            .filter(|mb| !clamped[mb.group.idx()])
+            .collect();
+        let fields: Vec<Fields> = members
+            .iter()
+            .map(|mb| self.tempered_fields(mb.group, b, temper))
+            .collect();
+        for (mb, f) in members.iter().zip(&fields) {
+            let g = mb.group;
+            let k = self.lowered.sizes[g.idx()].1;
+            sample_into(
+                self.family(g),
+                f,
+                k,
+                &mut b.x[g.idx()],
+                mb.elems.as_deref(),
+                rngs,
+            );
+            b.sq[g.idx()] = None;
+        }
+    }
+
+    /// One sweep of the Plan's Gibbs schedule.
+    pub fn gibbs_sweep(
+        &self,
+        b: &mut Batch,
+        rngs: &mut Rngs,
+        clamped: &[bool],
+        temper: Option<&Temper>,
+    ) {
+        for block in &self.plan.structure.schedule.blocks {
+            self.gibbs_block(block, b, rngs, clamped, temper);
+        }
+    }
+
+    /// Replaces the listed groups (mutually non-interacting, e.g. the free energy's summed
+    /// groups) by their conditional means (and second moments) given the rest.
+    pub fn rao_blackwellize(&self, b: &mut Batch, groups: &[GroupId], temper: Option<&Temper>) {
+        let fields: Vec<Fields> = groups
+            .iter()
+            .map(|&g| self.tempered_fields(g, b, temper))
+            .collect();
+        for (&g, f) in groups.iter().zip(&fields) {
+            let k = self.lowered.sizes[g.idx()].1;
+            let (mean, sq) = mean_of(self.family(g), f, k);
+            b.x[g.idx()] = mean;
+            b.sq[g.idx()] = sq;
+        }
+    }
+
+    /// Mean-field inference of the hidden groups with the visible groups of `b` clamped,
+    /// following `plan.meanfield` (blocks, damping, iteration cap, tolerance). Returns the
+    /// number of iterations run. Hidden groups start at their zero-field means.
+    pub fn mean_field(&self, b: &mut Batch) -> usize {
+        let mf = &self.plan.meanfield;
+        let mut hidden: Vec<GroupId> = mf
+            .blocks
+            .iter()
+            .flat_map(|bl| bl.members.iter().map(|m| m.group))
+            .collect();
+        hidden.sort();
+        hidden.dedup();
+        for &g in &hidden {
+            self.init_zero_field_mean(g, b);
+        }
+        let damping = mf.damping as f32;
+        for it in 0..mf.iters {
+            let mut change = 0.0f32;
+            for block in &mf.blocks {
+                let fields: Vec<Fields> = block
+                    .members
+                    .iter()
+                    .map(|mb| self.fields(mb.group, b))
+                    .collect();
+                for (mb, f) in block.members.iter().zip(&fields) {
+                    let g = mb.group.idx();
+                    let k = self.lowered.sizes[g].1;
+                    let (new, sq) = mean_of(self.family(mb.group), f, k);
+                    let old = &mut b.x[g];
+                    let cols: Vec<usize> = match &mb.elems {
+                        None => (0..old.ncols()).collect(),
+                        Some(vs) => vs.iter().flat_map(|&v| v * k..v * k + k).collect(),
+                    };
+                    for r in 0..old.nrows() {
+                        for &c in &cols {
+                            let nv = damping * old[(r, c)] + (1.0 - damping) * new[(r, c)];
+                            change = change.max((nv - old[(r, c)]).abs());
+                            old[(r, c)] = nv;
+                        }
+                    }
+                    // Gaussian second moment: the blended mean with the conditional variance.
+                    b.sq[g] = sq.map(|s| {
+                        let var = &s - &(&new * &new);
+                        &b.x[g] * &b.x[g] + &var
+                    });
+                }
+            }
+            if (change as f64) < mf.tol {
+                return it + 1;
+            }
+        }
+        mf.iters
+    }
+
+    fn init_zero_field_mean(&self, g: GroupId, b: &mut Batch) {
+        let (n, k) = self.lowered.sizes[g.idx()];
+        let m = b.rows();
+        let v = match self.family(g) {
+            Family::Bernoulli => 0.5,
+            Family::Spin | Family::Gaussian => 0.0,
+            Family::Softmax => 1.0 / k as f32,
+            Family::Enumerate => unreachable!("Exec::new rejects Enumerate families"),
+        };
+        b.x[g.idx()] = Array2::from_elem((m, n), v);
+        b.sq[g.idx()] = None;
+    }
+}

@@ -1,0 +1,829 @@
+//! The batched executor against the IR's direct evaluator (f64, by definition): fields from
+//! energy differences, free energies from brute-force sums over the summed groups, gradient
+//! statistics from finite differences of the energy, and Gibbs marginals from enumeration.
+//! Models cover every lowering path: dense (identity and permuted coefficients), bias, generic
+//! (modular lattices, three-way, laterals with diagonals, spin offsets, categorical, Gaussian).
+
+#![allow(clippy::needless_range_loop)] // index loops mirror the math
+
+use ebmc::analysis::{analyze, Block, BlockMember, Schedule};
+use ebmc::derive::plan::*;
+use ebmc::diag::Span;
+use ebmc::exec::{Batch, Exec, Rngs};
+use ebmc::ir::eval::{Params, State};
+use ebmc::ir::*;
+use ndarray::Array2;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+// ---------------------------------------------------------------- small model builders
+
+pub struct B {
+    pub m: Model,
+    pub p: Params,
+    rng: StdRng,
+}
+
+pub fn var(name: &str, extent: usize) -> IndexVar {
+    IndexVar {
+        name: name.into(),
+        extent,
+    }
+}
+pub fn v(k: u32) -> Affine {
+    Affine::var(k)
+}
+pub fn shift(k: u32, off: i64, modulo: i64) -> Affine {
+    Affine {
+        coeffs: vec![(k, 1)],
+        offset: off,
+        modulo: Some(modulo),
+    }
+}
+pub fn u(g: GroupId, index: Vec<Affine>, power: u32) -> UnitFactor {
+    UnitFactor {
+        group: g,
+        index,
+        power,
+    }
+}
+pub fn pr(p: ParamId, index: Vec<Affine>) -> Coef {
+    Coef::Param { param: p, index }
+}
+pub fn neg(c: Coef) -> Coef {
+    Coef::Mul(vec![Coef::Const(-1.0), c])
+}
+
+impl B {
+    pub fn new(name: &str, seed: u64) -> Self {
+        B {
+            m: Model {
+                name: name.into(),
+                doc: String::new(),
+                dims: vec![],
+                groups: vec![],
+                params: vec![],
+                terms: vec![],
+                lognorms: vec![],
+                directed: vec![],
+                schedules: vec![],
+                span: Span::default(),
+            },
+            p: Params { values: vec![] },
+            rng: StdRng::seed_from_u64(seed),
+        }
+    }
+    pub fn group(&mut self, name: &str, shape: &[usize], domain: Domain, role: Role) -> GroupId {
+        self.m.groups.push(Group {
+            name: name.into(),
+            shape: shape.to_vec(),
+            domain,
+            role,
+            span: Span::default(),
+        });
+        GroupId(self.m.groups.len() as u32 - 1)
+    }
+    /// A parameter with values `offset + scale * N(0,1)`-ish (uniform, for simplicity).
+    pub fn param(
+        &mut self,
+        name: &str,
+        shape: &[usize],
+        scale: f64,
+        offset: f64,
+        cons: Vec<Constraint>,
+    ) -> ParamId {
+        let n: usize = shape.iter().product();
+        let vals = (0..n)
+            .map(|_| offset + scale * (2.0 * self.rng.random::<f64>() - 1.0))
+            .collect();
+        self.m.params.push(Param {
+            name: name.into(),
+            shape: shape.to_vec(),
+            init: Init::Const(0.0),
+            constraints: cons,
+            span: Span::default(),
+        });
+        self.p.values.push(vals);
+        ParamId(self.m.params.len() as u32 - 1)
+    }
+    pub fn term(&mut self, vars: Vec<IndexVar>, units: Vec<UnitFactor>, coef: Coef) {
+        self.m.terms.push(Term {
+            vars,
+            units,
+            coef,
+            origin: Origin::Energy,
+            span: Span::default(),
+        });
+    }
+    pub fn finish(self) -> (Model, Params) {
+        (self.m, self.p)
+    }
+}
+
+/// `-v W h - a v - b h`, binary.
+pub fn rbm(nv: usize, nh: usize, scale: f64, seed: u64) -> (Model, Params) {
+    let mut b = B::new("rbm", seed);
+    let vg = b.group("v", &[nv], Domain::Binary, Role::Visible);
+    let hg = b.group("h", &[nh], Domain::Binary, Role::Hidden);
+    let w = b.param("W", &[nv, nh], scale, 0.0, vec![]);
+    let a = b.param("a", &[nv], scale, 0.0, vec![]);
+    let c = b.param("b", &[nh], scale, 0.0, vec![]);
+    b.term(
+        vec![var("i", nv), var("j", nh)],
+        vec![u(vg, vec![v(0)], 1), u(hg, vec![v(1)], 1)],
+        neg(pr(w, vec![v(0), v(1)])),
+    );
+    b.term(
+        vec![var("i", nv)],
+        vec![u(vg, vec![v(0)], 1)],
+        neg(pr(a, vec![v(0)])),
+    );
+    b.term(
+        vec![var("j", nh)],
+        vec![u(hg, vec![v(0)], 1)],
+        neg(pr(c, vec![v(0)])),
+    );
+    b.finish()
+}
+
+/// Two-hidden-layer DBM, binary.
+pub fn dbm(nv: usize, n1: usize, n2: usize, scale: f64, seed: u64) -> (Model, Params) {
+    let mut b = B::new("dbm", seed);
+    let vg = b.group("v", &[nv], Domain::Binary, Role::Visible);
+    let h1 = b.group("h1", &[n1], Domain::Binary, Role::Hidden);
+    let h2 = b.group("h2", &[n2], Domain::Binary, Role::Hidden);
+    let w1 = b.param("W1", &[nv, n1], scale, 0.0, vec![]);
+    let w2 = b.param("W2", &[n1, n2], scale, 0.0, vec![]);
+    let a = b.param("a", &[nv], scale, 0.0, vec![]);
+    let b1 = b.param("b1", &[n1], scale, 0.0, vec![]);
+    let b2 = b.param("b2", &[n2], scale, 0.0, vec![]);
+    b.term(
+        vec![var("i", nv), var("j", n1)],
+        vec![u(vg, vec![v(0)], 1), u(h1, vec![v(1)], 1)],
+        neg(pr(w1, vec![v(0), v(1)])),
+    );
+    b.term(
+        vec![var("j", n1), var("k", n2)],
+        vec![u(h1, vec![v(0)], 1), u(h2, vec![v(1)], 1)],
+        neg(pr(w2, vec![v(0), v(1)])),
+    );
+    b.term(
+        vec![var("i", nv)],
+        vec![u(vg, vec![v(0)], 1)],
+        neg(pr(a, vec![v(0)])),
+    );
+    b.term(
+        vec![var("j", n1)],
+        vec![u(h1, vec![v(0)], 1)],
+        neg(pr(b1, vec![v(0)])),
+    );
+    b.term(
+        vec![var("k", n2)],
+        vec![u(h2, vec![v(0)], 1)],
+        neg(pr(b2, vec![v(0)])),
+    );
+    b.finish()
+}
+
+/// Periodic 2-D spin lattice `-J * s[i,j] (s[i+1,j] + s[i,j+1]) - hf[i,j] s[i,j]`.
+pub fn ising(l: usize, seed: u64) -> (Model, Params) {
+    let mut b = B::new("ising", seed);
+    let s = b.group("s", &[l, l], Domain::Spin, Role::Visible);
+    let j = b.param("J", &[], 0.3, 0.3, vec![]);
+    let hf = b.param("hf", &[l, l], 0.2, 0.0, vec![]);
+    let li = l as i64;
+    for (di, dj) in [(1, 0), (0, 1)] {
+        b.term(
+            vec![var("i", l), var("j", l)],
+            vec![
+                u(s, vec![v(0), v(1)], 1),
+                u(s, vec![shift(0, di, li), shift(1, dj, li)], 1),
+            ],
+            neg(pr(j, vec![])),
+        );
+    }
+    b.term(
+        vec![var("i", l), var("j", l)],
+        vec![u(s, vec![v(0), v(1)], 1)],
+        neg(pr(hf, vec![v(0), v(1)])),
+    );
+    b.finish()
+}
+
+/// A zoo of non-dense shapes on small groups: permuted coefficients (dense with a table),
+/// binary laterals with a diagonal, spin laterals with a diagonal (offset), a three-way
+/// term, a categorical hidden group and an expression coefficient.
+pub fn zoo(seed: u64) -> (Model, Params) {
+    let mut b = B::new("zoo", seed);
+    let x = b.group("x", &[4], Domain::Binary, Role::Visible);
+    let s = b.group("s", &[3], Domain::Spin, Role::Visible);
+    let c = b.group("c", &[2, 3], Domain::Categorical, Role::Hidden);
+    let h = b.group("h", &[3], Domain::Binary, Role::Hidden);
+    let wt = b.param("Wt", &[3, 4], 0.8, 0.0, vec![]);
+    let l = b.param("L", &[4, 4], 0.5, 0.0, vec![]);
+    let js = b.param("Js", &[3, 3], 0.5, 0.0, vec![]);
+    let t3 = b.param("T", &[4, 3, 2], 0.6, 0.0, vec![]);
+    let vc = b.param("Vc", &[3, 2, 3], 0.7, 0.0, vec![]);
+    let sc = b.param("sc", &[3], 0.3, 1.0, vec![Constraint::Positive]);
+    let bc = b.param("bc", &[2, 3], 0.5, 0.0, vec![]);
+    // x[i] h[j] with coefficient Wt[j, i] / sc[j]: dense, coefficient table by gather
+    b.term(
+        vec![var("i", 4), var("j", 3)],
+        vec![u(x, vec![v(0)], 1), u(h, vec![v(1)], 1)],
+        Coef::Div(
+            Box::new(neg(pr(wt, vec![v(1), v(0)]))),
+            Box::new(pr(sc, vec![v(1)])),
+        ),
+    );
+    // binary laterals including the diagonal i = k
+    b.term(
+        vec![var("i", 4), var("k", 4)],
+        vec![u(x, vec![v(0)], 1), u(x, vec![v(1)], 1)],
+        neg(pr(l, vec![v(0), v(1)])),
+    );
+    // spin laterals including the diagonal (a constant there)
+    b.term(
+        vec![var("i", 3), var("k", 3)],
+        vec![u(s, vec![v(0)], 1), u(s, vec![v(1)], 1)],
+        neg(pr(js, vec![v(0), v(1)])),
+    );
+    // three-way x[i] s[j] h[(i + j) % 3] with an offset index into c's parameter
+    b.term(
+        vec![var("i", 4), var("j", 3), var("k", 2)],
+        vec![
+            u(x, vec![v(0)], 1),
+            u(s, vec![v(1)], 1),
+            u(c, vec![v(2), shift(0, 1, 3)], 1),
+        ],
+        neg(pr(t3, vec![v(0), v(1), v(2)])),
+    );
+    // spin - categorical pairwise and a categorical bias with an expression coefficient
+    b.term(
+        vec![var("j", 3), var("k", 2), var("q", 3)],
+        vec![u(s, vec![v(0)], 1), u(c, vec![v(1), v(2)], 1)],
+        neg(pr(vc, vec![v(0), v(1), v(2)])),
+    );
+    b.term(
+        vec![var("k", 2), var("q", 3)],
+        vec![u(c, vec![v(0), v(1)], 1)],
+        Coef::Mul(vec![
+            Coef::Const(-0.5),
+            Coef::Powi(Box::new(pr(bc, vec![v(0), v(1)])), 3),
+        ]),
+    );
+    b.term(
+        vec![var("j", 3)],
+        vec![u(h, vec![v(0)], 1)],
+        Coef::Func(Func::Tanh, Box::new(pr(sc, vec![v(0)]))),
+    );
+    b.term(
+        vec![],
+        vec![],
+        Coef::Mul(vec![Coef::Const(0.25), pr(sc, vec![Affine::constant(1)])]),
+    );
+    b.finish()
+}
+
+/// Gaussian-Bernoulli RBM `(v - a)^2 / (2 sigma^2) - v / sigma * W * h - b h`, expanded.
+pub fn grbm(nv: usize, nh: usize, seed: u64) -> (Model, Params) {
+    let mut b = B::new("grbm", seed);
+    let vg = b.group("v", &[nv], Domain::Real, Role::Visible);
+    let hg = b.group("h", &[nh], Domain::Binary, Role::Hidden);
+    let w = b.param("W", &[nv, nh], 0.5, 0.0, vec![]);
+    let a = b.param("a", &[nv], 0.5, 0.0, vec![]);
+    let c = b.param("b", &[nh], 0.5, 0.0, vec![]);
+    let sg = b.param("sigma", &[nv], 0.3, 1.0, vec![Constraint::Positive]);
+    let s2 = |k: u32| {
+        Coef::Mul(vec![
+            Coef::Const(2.0),
+            Coef::Powi(Box::new(pr(sg, vec![v(k)])), 2),
+        ])
+    };
+    b.term(
+        vec![var("i", nv)],
+        vec![u(vg, vec![v(0)], 2)],
+        Coef::Div(Box::new(Coef::Const(1.0)), Box::new(s2(0))),
+    );
+    b.term(
+        vec![var("i", nv)],
+        vec![u(vg, vec![v(0)], 1)],
+        Coef::Div(
+            Box::new(Coef::Mul(vec![Coef::Const(-2.0), pr(a, vec![v(0)])])),
+            Box::new(s2(0)),
+        ),
+    );
+    b.term(
+        vec![var("i", nv)],
+        vec![],
+        Coef::Div(
+            Box::new(Coef::Powi(Box::new(pr(a, vec![v(0)])), 2)),
+            Box::new(s2(0)),
+        ),
+    );
+    b.term(
+        vec![var("i", nv), var("j", nh)],
+        vec![u(vg, vec![v(0)], 1), u(hg, vec![v(1)], 1)],
+        Coef::Div(
+            Box::new(neg(pr(w, vec![v(0), v(1)]))),
+            Box::new(pr(sg, vec![v(0)])),
+        ),
+    );
+    b.term(
+        vec![var("j", nh)],
+        vec![u(hg, vec![v(0)], 1)],
+        neg(pr(c, vec![v(0)])),
+    );
+    b.finish()
+}
+
+// ---------------------------------------------------------------- a plan for tests
+
+fn family_of(d: Domain) -> Family {
+    match d {
+        Domain::Binary => Family::Bernoulli,
+        Domain::Spin => Family::Spin,
+        Domain::Real => Family::Gaussian,
+        Domain::Categorical => Family::Softmax,
+    }
+}
+
+/// The Plan the executor needs, built with the (always valid) single-site schedule from
+/// `analyze`, families from domains, and as summed groups the hidden groups that share no
+/// term with each other or themselves (chosen greedily in id order).
+pub fn test_plan(model: &Model) -> Plan {
+    let (structure, _) = analyze(model);
+    let mut summed: Vec<GroupId> = Vec::new();
+    for g in model
+        .group_ids()
+        .filter(|&g| model.group(g).role == Role::Hidden)
+    {
+        let clash = model.terms.iter().any(|t| {
+            let n = t
+                .units
+                .iter()
+                .filter(|x| x.group == g || summed.contains(&x.group))
+                .count();
+            n >= 2 && t.units.iter().any(|x| x.group == g)
+        });
+        if !clash {
+            summed.push(g);
+        }
+    }
+    let kept_groups = model.group_ids().filter(|g| !summed.contains(g)).collect();
+    let kept_terms = (0..model.terms.len())
+        .filter(|&k| {
+            model.terms[k]
+                .units
+                .iter()
+                .all(|x| !summed.contains(&x.group))
+        })
+        .map(|k| TermId(k as u32))
+        .collect();
+    Plan {
+        conditionals: model
+            .group_ids()
+            .map(|g| Conditional {
+                group: g,
+                family: family_of(model.group(g).domain),
+                field: vec![],
+                precision: vec![],
+                lognorms: vec![],
+                terms: vec![],
+            })
+            .collect(),
+        free_energy: FreeEnergy {
+            summed,
+            kept_groups,
+            kept_terms,
+            reason: "test".into(),
+        },
+        meanfield: MeanField {
+            blocks: structure.meanfield_schedule.blocks.clone(),
+            iters: 200,
+            damping: 0.0,
+            tol: 1e-7,
+            needs_second_moments: false,
+            supported: true,
+            reason: "test".into(),
+        },
+        gradients: vec![],
+        structure,
+    }
+}
+
+/// Group-level two-block schedule `{groups in a} | rest`, for bipartite models.
+pub fn two_blocks(model: &Model, a: &[&str]) -> Schedule {
+    let mk = |inside: bool| Block {
+        members: model
+            .group_ids()
+            .filter(|&g| a.contains(&model.group(g).name.as_str()) == inside)
+            .map(|g| BlockMember {
+                group: g,
+                elems: None,
+            })
+            .collect(),
+    };
+    Schedule {
+        blocks: vec![mk(true), mk(false)],
+        reason: "test".into(),
+        user: false,
+    }
+}
+
+// ---------------------------------------------------------------- random states
+
+pub fn random_state(model: &Model, rng: &mut StdRng) -> State {
+    State {
+        values: model
+            .groups
+            .iter()
+            .map(|g| match g.domain {
+                Domain::Binary => (0..g.n_elems())
+                    .map(|_| rng.random_range(0..2) as f64)
+                    .collect(),
+                Domain::Spin => (0..g.n_elems())
+                    .map(|_| if rng.random::<bool>() { 1.0 } else { -1.0 })
+                    .collect(),
+                Domain::Real => (0..g.n_elems())
+                    .map(|_| 2.0 * rng.random::<f64>() - 1.0)
+                    .collect(),
+                Domain::Categorical => {
+                    let k = g.n_states();
+                    let mut x = vec![0.0; g.n_elems()];
+                    for var in 0..g.n_vars() {
+                        x[var * k + rng.random_range(0..k)] = 1.0;
+                    }
+                    x
+                }
+            })
+            .collect(),
+    }
+}
+
+pub fn to_batch(model: &Model, states: &[State]) -> Batch {
+    Batch {
+        x: model
+            .group_ids()
+            .map(|g| {
+                let n = model.group(g).n_elems();
+                Array2::from_shape_fn((states.len(), n), |(r, e)| {
+                    states[r].values[g.idx()][e] as f32
+                })
+            })
+            .collect(),
+        sq: vec![None; model.groups.len()],
+    }
+}
+
+fn close(a: f64, b: f64, tol: f64) -> bool {
+    (a - b).abs() <= tol * (1.0 + a.abs().max(b.abs()))
+}
+
+// ---------------------------------------------------------------- checks
+
+/// Fields of every group vs energy differences of the direct evaluator.
+fn check_fields(model: &Model, params: &Params, seed: u64) {
+    let plan = test_plan(model);
+    let ex = Exec::new(model, &plan, params).expect("executor accepts the model");
+    let mut rng = StdRng::seed_from_u64(seed);
+    let states: Vec<State> = (0..5).map(|_| random_state(model, &mut rng)).collect();
+    let batch = to_batch(model, &states);
+    for g in model.group_ids() {
+        let grp = model.group(g);
+        let f = ex.fields(g, &batch);
+        for (r, st) in states.iter().enumerate() {
+            let energy_at = |var: usize, val: &dyn Fn(&mut Vec<f64>)| {
+                let mut s = st.clone();
+                val(&mut s.values[g.idx()]);
+                let _ = var;
+                model.energy(params, &s)
+            };
+            for var in 0..grp.n_vars() {
+                match grp.domain {
+                    Domain::Binary | Domain::Spin => {
+                        let (lo, hi) = if grp.domain == Domain::Binary {
+                            (0.0, 1.0)
+                        } else {
+                            (-1.0, 1.0)
+                        };
+                        let e0 = energy_at(var, &|x| x[var] = lo);
+                        let e1 = energy_at(var, &|x| x[var] = hi);
+                        let want = (e0 - e1) / (hi - lo);
+                        let got = f.z[(r, var)] as f64;
+                        assert!(
+                            close(got, want, 1e-4),
+                            "{} field of {}[{var}] row {r}: {got} vs {want}",
+                            model.name,
+                            grp.name
+                        );
+                    }
+                    Domain::Categorical => {
+                        let k = grp.n_states();
+                        let set = |c: usize| {
+                            move |x: &mut Vec<f64>| {
+                                for q in 0..k {
+                                    x[var * k + q] = (q == c) as u8 as f64;
+                                }
+                            }
+                        };
+                        let e0 = energy_at(var, &set(0));
+                        for c in 1..k {
+                            let want = e0 - energy_at(var, &set(c));
+                            let got = (f.z[(r, var * k + c)] - f.z[(r, var * k)]) as f64;
+                            assert!(
+                                close(got, want, 1e-4),
+                                "{} field of {}[{var}]={c}: {got} vs {want}",
+                                model.name,
+                                grp.name
+                            );
+                        }
+                    }
+                    Domain::Real => {
+                        let em = energy_at(var, &|x| x[var] = -1.0);
+                        let e0 = energy_at(var, &|x| x[var] = 0.0);
+                        let ep = energy_at(var, &|x| x[var] = 1.0);
+                        let beta = ep + em - 2.0 * e0;
+                        let z = (em - ep) / 2.0;
+                        let bt = f.beta.as_ref().expect("precision")[(r, var)] as f64;
+                        assert!(
+                            close(bt, beta, 1e-4),
+                            "precision of {}[{var}]: {bt} vs {beta}",
+                            grp.name
+                        );
+                        assert!(
+                            close(f.z[(r, var)] as f64, z, 1e-4),
+                            "field of {}[{var}]",
+                            grp.name
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Free energy vs `-log sum exp(-E)` over all states of the summed (discrete) groups, and
+/// per-row energies vs the direct evaluator.
+fn check_free_energy(model: &Model, params: &Params, seed: u64) {
+    let plan = test_plan(model);
+    let ex = Exec::new(model, &plan, params).unwrap();
+    let mut rng = StdRng::seed_from_u64(seed);
+    let states: Vec<State> = (0..4).map(|_| random_state(model, &mut rng)).collect();
+    let batch = to_batch(model, &states);
+    let e = ex.energy(&batch);
+    for (r, st) in states.iter().enumerate() {
+        let want = model.energy(params, st);
+        assert!(
+            close(e[r], want, 1e-4),
+            "{} energy row {r}: {} vs {want}",
+            model.name,
+            e[r]
+        );
+    }
+    let f = ex.free_energy(&batch, None);
+    let summed = &plan.free_energy.summed;
+    for (r, st) in states.iter().enumerate() {
+        // enumerate the summed groups' joint states
+        let mut terms = Vec::new();
+        let sizes: Vec<(usize, usize)> = summed
+            .iter()
+            .map(|&g| (model.group(g).n_vars(), model.group(g).n_states()))
+            .collect();
+        let radix: Vec<usize> = summed
+            .iter()
+            .zip(&sizes)
+            .flat_map(|(&g, &(nv, k))| {
+                std::iter::repeat_n(
+                    if model.group(g).domain == Domain::Categorical {
+                        k
+                    } else {
+                        2
+                    },
+                    nv,
+                )
+            })
+            .collect();
+        let total: usize = radix.iter().product();
+        for code in 0..total {
+            let mut s = st.clone();
+            let mut c = code;
+            let mut pos = 0;
+            for &g in summed {
+                let grp = model.group(g);
+                for var in 0..grp.n_vars() {
+                    let d = c % radix[pos];
+                    c /= radix[pos];
+                    pos += 1;
+                    match grp.domain {
+                        Domain::Binary => s.values[g.idx()][var] = d as f64,
+                        Domain::Spin => s.values[g.idx()][var] = if d == 1 { 1.0 } else { -1.0 },
+                        Domain::Categorical => {
+                            let k = grp.n_states();
+                            for q in 0..k {
+                                s.values[g.idx()][var * k + q] = (q == d) as u8 as f64;
+                            }
+                        }
+                        Domain::Real => unreachable!("no real summed groups in these checks"),
+                    }
+                }
+            }
+            terms.push(-model.energy(params, &s));
+        }
+        let want = -ebmc::ir::eval::logsumexp(&terms);
+        assert!(
+            close(f[r], want, 1e-4),
+            "{} free energy row {r}: {} vs {want}",
+            model.name,
+            f[r]
+        );
+    }
+}
+
+/// `energy_grad` vs central finite differences of the batch-mean energy.
+fn check_grad(model: &Model, params: &Params, seed: u64) {
+    let plan = test_plan(model);
+    let ex = Exec::new(model, &plan, params).unwrap();
+    let mut rng = StdRng::seed_from_u64(seed);
+    let states: Vec<State> = (0..3).map(|_| random_state(model, &mut rng)).collect();
+    let g = ex.energy_grad(&to_batch(model, &states));
+    let mean_e =
+        |p: &Params| states.iter().map(|s| model.energy(p, s)).sum::<f64>() / states.len() as f64;
+    for (pi, vals) in params.values.iter().enumerate() {
+        for e in 0..vals.len() {
+            let h = 1e-5;
+            let mut pp = params.clone();
+            pp.values[pi][e] += h;
+            let up = mean_e(&pp);
+            pp.values[pi][e] -= 2.0 * h;
+            let down = mean_e(&pp);
+            let want = (up - down) / (2.0 * h);
+            assert!(
+                close(g[pi][e], want, 1e-3),
+                "{} dE/d{}[{e}]: {} vs {want}",
+                model.name,
+                model.params[pi].name,
+                g[pi][e]
+            );
+        }
+    }
+}
+
+#[test]
+fn exec_rbm_matches_direct_evaluation() {
+    let (m, p) = rbm(7, 5, 1.0, 1);
+    check_fields(&m, &p, 2);
+    check_free_energy(&m, &p, 3);
+    check_grad(&m, &p, 4);
+}
+
+#[test]
+fn exec_dbm_matches_direct_evaluation() {
+    let (m, p) = dbm(5, 4, 3, 1.0, 5);
+    check_fields(&m, &p, 6);
+    check_free_energy(&m, &p, 7);
+    check_grad(&m, &p, 8);
+}
+
+#[test]
+fn exec_ising_matches_direct_evaluation() {
+    let (m, p) = ising(4, 9);
+    check_fields(&m, &p, 10);
+    check_free_energy(&m, &p, 11);
+    check_grad(&m, &p, 12);
+}
+
+#[test]
+fn exec_zoo_matches_direct_evaluation() {
+    for seed in 0..3 {
+        let (m, p) = zoo(seed);
+        check_fields(&m, &p, 13 + seed);
+        check_free_energy(&m, &p, 14 + seed);
+        check_grad(&m, &p, 15 + seed);
+    }
+}
+
+#[test]
+fn exec_grbm_matches_direct_evaluation() {
+    let (m, p) = grbm(4, 3, 16);
+    check_fields(&m, &p, 17);
+    check_free_energy(&m, &p, 18);
+    check_grad(&m, &p, 19);
+}
+
+#[test]
+fn lowering_classifies_terms_and_dumps() {
+    let (m, _) = rbm(3, 2, 1.0, 1);
+    let low = ebmc::lower::lower(&m);
+    let text = low.dump(&m).to_string();
+    let want = "kernels rbm
+  t0: dense rowsum((v . M) * h)  M[3, 2] = -1 * W
+  t1: bias v . scatter(-1 * a)
+  t2: bias h . scatter(-1 * b)
+  field v:
+    z -= gemm(h, M(t0)^T)
+    z -= row(t1)
+  field h:
+    z -= gemm(v, M(t0))
+    z -= row(t2)
+";
+    assert_eq!(text, want);
+    let (m, _) = ising(3, 1);
+    let text = ebmc::lower::lower(&m).dump(&m).to_string();
+    assert!(
+        text.contains("t0: generic 9 instances of -1 * J")
+            || text.contains("t0: generic 9 instances of table[9](J)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("gather-scatter t0: 18 field, 0 precision, 0 offset entries, 18 reads"),
+        "{text}"
+    );
+}
+
+/// Block-Gibbs marginals on a tiny model vs exact enumeration of all states.
+#[test]
+fn gibbs_marginals_match_enumeration() {
+    let (m, p) = rbm(4, 3, 1.5, 21);
+    let mut plan = test_plan(&m);
+    plan.structure.schedule = two_blocks(&m, &["h"]);
+    let ex = Exec::new(&m, &plan, &p).unwrap();
+    // exact marginals of v and h
+    let n = 4 + 3;
+    let mut z = 0.0;
+    let mut marg = vec![0.0; n];
+    for code in 0..(1usize << n) {
+        let bits: Vec<f64> = (0..n).map(|k| ((code >> k) & 1) as f64).collect();
+        let st = State {
+            values: vec![bits[..4].to_vec(), bits[4..].to_vec()],
+        };
+        let w = (-m.energy(&p, &st)).exp();
+        z += w;
+        for k in 0..n {
+            marg[k] += w * bits[k];
+        }
+    }
+    marg.iter_mut().for_each(|x| *x /= z);
+    let chains = 2000;
+    let mut b = Batch::zeros(&m, chains);
+    let mut rngs = Rngs::new(7, 0, chains);
+    let clamped = vec![false; 2];
+    let mut acc = vec![0.0; n];
+    let sweeps = 60;
+    for t in 0..sweeps {
+        ex.gibbs_sweep(&mut b, &mut rngs, &clamped, None);
+        if t >= 10 {
+            for k in 0..n {
+                let (g, e) = if k < 4 { (0, k) } else { (1, k - 4) };
+                acc[k] += b.x[g].column(e).sum() as f64;
+            }
+        }
+    }
+    let count = (chains * (sweeps - 10)) as f64;
+    for k in 0..n {
+        let est = acc[k] / count;
+        // chains are independent; within a chain samples are correlated, so allow ~5 s.e. of
+        // the per-chain average (sd <= 0.5 / sqrt(chains))
+        assert!(
+            (est - marg[k]).abs() < 5.0 * 0.5 / (chains as f64).sqrt(),
+            "unit {k}: {est} vs {}",
+            marg[k]
+        );
+    }
+}
+
+/// Mean-field on an RBM is exact (the posterior factorises): means equal sigmoid of fields.
+#[test]
+fn mean_field_on_rbm_is_exact_and_converges_on_dbm() {
+    let (m, p) = rbm(6, 4, 1.0, 31);
+    let plan = test_plan(&m);
+    let ex = Exec::new(&m, &plan, &p).unwrap();
+    let mut rng = StdRng::seed_from_u64(1);
+    let states: Vec<State> = (0..3).map(|_| random_state(&m, &mut rng)).collect();
+    let mut b = to_batch(&m, &states);
+    ex.mean_field(&mut b);
+    let f = ex.fields(GroupId(1), &b);
+    for r in 0..3 {
+        for j in 0..4 {
+            let want = 1.0 / (1.0 + (-f.z[(r, j)]).exp());
+            assert!((b.x[1][(r, j)] - want).abs() < 1e-6);
+        }
+    }
+    // DBM: the fixed point satisfies both layers' equations simultaneously
+    let (m, p) = dbm(5, 4, 3, 1.0, 32);
+    let plan = test_plan(&m);
+    let ex = Exec::new(&m, &plan, &p).unwrap();
+    let mut b = to_batch(&m, &[random_state(&m, &mut rng)]);
+    let iters = ex.mean_field(&mut b);
+    assert!(iters < 200, "mean field converged ({iters} iterations)");
+    for g in [GroupId(1), GroupId(2)] {
+        let f = ex.fields(g, &b);
+        for (e, &zv) in f.z.row(0).iter().enumerate() {
+            let want = 1.0 / (1.0 + (-zv).exp());
+            assert!(
+                (b.x[g.idx()][(0, e)] - want).abs() < 1e-5,
+                "fixed point of {:?}[{e}]",
+                g
+            );
+        }
+    }
+}
