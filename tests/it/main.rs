@@ -5,5 +5,6 @@ mod derive;
 mod exact;
 mod exec;
 mod front;
+mod interp;
 mod props;
 mod runtime;
