@@ -7,6 +7,7 @@
 
 pub mod coef;
 mod family;
+pub mod local;
 pub mod plan;
 
 pub use coef::*;

@@ -12,6 +12,7 @@
 
 pub mod expand;
 pub mod likelihood;
+pub mod meanfield;
 
 pub use expand::Expanded;
 

@@ -1,7 +1,11 @@
 //! Integration tests: one binary, one module a feature area.
 
 mod analysis;
+mod derive;
 mod exact;
 mod exec;
+mod front;
+mod interp;
+mod props;
 mod runtime;
 mod train;

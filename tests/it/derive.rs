@@ -1,0 +1,435 @@
+//! Derivation: conditional families and their instance lists, free energy, gradient
+//! statistics and diagnostics, each checked against brute force on small models.
+
+use crate::analysis::models::*;
+use ebmc::analysis::{analyze, Incidence, Occ, VarRef};
+use ebmc::derive::local::*;
+use ebmc::derive::{coef_grad, derive, Family, Plan};
+use ebmc::ir::eval::{logsumexp, Params, State};
+use ebmc::ir::*;
+use ebmc::testgen::random_state;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+fn plan_of(model: &Model) -> Plan {
+    let (s, d) = analyze(model);
+    assert!(d.is_empty(), "{d:?}");
+    let (p, d) = derive(model, &s);
+    assert!(d.is_empty(), "{d:?}");
+    p
+}
+
+fn families(model: &Model, plan: &Plan) -> String {
+    plan.conditionals
+        .iter()
+        .map(|c| format!("{}:{:?}", model.group(c.group).name, c.family))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// For every discrete variable at random states: (1) the instances touching it all belong to
+/// the conditional's terms/lognorms (so an interpreter that only reads those is complete);
+/// (2) `p(u = x | rest)` from local energies equals the ratio of full energies.
+fn check_conditionals(model: &Model, params: &Params, plan: &Plan, seed: u64) {
+    let inc = Incidence::new(model);
+    let mut rng = StdRng::seed_from_u64(seed);
+    for _ in 0..5 {
+        let mut state = random_state(model, &mut rng);
+        for g in model.group_ids() {
+            let c = &plan.conditionals[g.idx()];
+            for var in 0..model.group(g).n_vars() {
+                let v = VarRef { group: g, var };
+                for o in inc.of(v) {
+                    match o {
+                        Occ::Term { term, .. } => assert!(c.terms.contains(term)),
+                        Occ::LogNorm { lognorm, .. } => {
+                            assert_eq!(c.family, Family::Enumerate);
+                            assert!(c.lognorms.contains(lognorm))
+                        }
+                    }
+                }
+                if model.group(g).domain == Domain::Real {
+                    let (z, beta) = gaussian_natural(model, &inc, params, &mut state, v);
+                    assert!(beta > 0.0);
+                    // E(x) - E(0) = beta x^2 / 2 - z x at a few x, against the full energy.
+                    let e_at = |s: &mut State, x: f64| {
+                        let old = s.values[g.idx()][var];
+                        s.values[g.idx()][var] = x;
+                        let e = model.energy(params, s);
+                        s.values[g.idx()][var] = old;
+                        e
+                    };
+                    let e0 = e_at(&mut state, 0.0);
+                    for x in [-1.7, 0.3, 2.2] {
+                        let want = e_at(&mut state, x) - e0;
+                        let got = beta * x * x / 2.0 - z * x;
+                        assert!((want - got).abs() < 1e-10, "{want} vs {got}");
+                    }
+                    continue;
+                }
+                let local = local_energies(model, &inc, params, &mut state, v);
+                let full: Vec<f64> = var_states(model, v)
+                    .iter()
+                    .map(|x| {
+                        let mut s = state.clone();
+                        let k = x.len();
+                        s.values[g.idx()][var * k..var * k + k].copy_from_slice(x);
+                        model.energy(params, &s)
+                    })
+                    .collect();
+                let norm = |es: &[f64]| {
+                    let neg: Vec<f64> = es.iter().map(|e| -e).collect();
+                    let z = logsumexp(&neg);
+                    neg.iter().map(|x| (x - z).exp()).collect::<Vec<f64>>()
+                };
+                let (a, b) = (norm(&local), norm(&full));
+                for (x, y) in a.iter().zip(&b) {
+                    assert!((x - y).abs() < 1e-12, "{a:?} vs {b:?}");
+                }
+                // The family's closed form (sigma(z) / sigma(2z) / softmax) from the field.
+                match c.family {
+                    Family::Bernoulli => {
+                        let z = local[0] - local[1];
+                        assert!((ebmc::ir::eval::sigmoid(z) - b[1]).abs() < 1e-12);
+                    }
+                    Family::Spin => {
+                        let z = (local[0] - local[1]) / 2.0;
+                        assert!((ebmc::ir::eval::sigmoid(2.0 * z) - b[1]).abs() < 1e-12);
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+/// Brute force `-log sum_{summed} exp(-E)` over the summed groups' discrete states (the
+/// summed groups here are all discrete) against `free_energy_value`.
+fn check_free_energy(model: &Model, params: &Params, plan: &Plan, seed: u64) {
+    let inc = Incidence::new(model);
+    let mut rng = StdRng::seed_from_u64(seed);
+    let summed: Vec<VarRef> = plan
+        .free_energy
+        .summed
+        .iter()
+        .flat_map(|&g| (0..model.group(g).n_vars()).map(move |var| VarRef { group: g, var }))
+        .collect();
+    for _ in 0..4 {
+        let mut state = random_state(model, &mut rng);
+        let got = free_energy_value(model, &plan.free_energy, &inc, params, &mut state);
+        let mut energies = Vec::new();
+        let n_states: Vec<usize> = summed.iter().map(|v| var_states(model, *v).len()).collect();
+        let total: usize = n_states.iter().product();
+        for mut code in 0..total {
+            let mut s = state.clone();
+            for (v, &k) in summed.iter().zip(&n_states) {
+                let x = &var_states(model, *v)[code % k];
+                code /= k;
+                let w = x.len();
+                s.values[v.group.idx()][v.var * w..v.var * w + w].copy_from_slice(x);
+            }
+            energies.push(-model.energy(params, &s));
+        }
+        let want = -logsumexp(&energies);
+        assert!((got - want).abs() < 1e-10, "F {got} vs brute force {want}");
+    }
+}
+
+/// `energy_grad` (assembled from the Plan's gradient statistics) against central differences
+/// of the full energy in every parameter element.
+fn check_gradients(model: &Model, params: &Params, plan: &Plan, seed: u64) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let state = random_state(model, &mut rng);
+    let g = energy_grad(model, plan, params, &state);
+    for p in model.param_ids() {
+        let fixed = model.param(p).has(Constraint::Fixed);
+        for e in 0..params.values[p.idx()].len() {
+            let h = 1e-5;
+            let mut pp = params.clone();
+            pp.values[p.idx()][e] += h;
+            let up = model.energy(&pp, &state);
+            pp.values[p.idx()][e] -= 2.0 * h;
+            let down = model.energy(&pp, &state);
+            let fd = if fixed { 0.0 } else { (up - down) / (2.0 * h) };
+            let got = g[p.idx()][e];
+            assert!(
+                (fd - got).abs() < 1e-6 * (1.0 + fd.abs()),
+                "dE/d{}[{e}]: plan {got}, finite difference {fd}",
+                model.param(p).name
+            );
+        }
+    }
+}
+
+fn check_all(model: &Model, params: &Params, seed: u64) -> Plan {
+    let plan = plan_of(model);
+    check_conditionals(model, params, &plan, seed);
+    if plan
+        .free_energy
+        .summed
+        .iter()
+        .all(|g| model.group(*g).domain != Domain::Real)
+    {
+        check_free_energy(model, params, &plan, seed);
+    }
+    check_gradients(model, params, &plan, seed);
+    plan
+}
+
+#[test]
+fn rbm_binary_spin_categorical() {
+    for (dv, dh, fam) in [
+        (Domain::Binary, Domain::Binary, "v:Bernoulli h:Bernoulli"),
+        (Domain::Spin, Domain::Spin, "v:Spin h:Spin"),
+        (Domain::Binary, Domain::Spin, "v:Bernoulli h:Spin"),
+    ] {
+        let (m, p) = rbm(3, 2, dv, dh);
+        let plan = check_all(&m, &p, 1);
+        assert_eq!(families(&m, &plan), fam);
+        assert_eq!(plan.free_energy.summed, vec![GroupId(1)]);
+        assert!(plan.gradients.iter().all(|g| g.linear));
+    }
+}
+
+#[test]
+fn categorical_visible_softmax() {
+    let mut b = ebmc::testgen::Builder::new("cat");
+    let x = b.group("x", &[2, 3], Domain::Categorical, Role::Visible);
+    let h = b.group("h", &[2], Domain::Binary, Role::Hidden);
+    let w = b.param(
+        "W",
+        &[2, 3, 2],
+        (0..12).map(|k| (k as f64 * 0.7).cos()).collect(),
+        vec![],
+    );
+    b.term(
+        vec![iv("i", 2), iv("c", 3), iv("j", 2)],
+        vec![
+            ebmc::testgen::unit(x, vec![v(0), v(1)], 1),
+            ebmc::testgen::unit(h, vec![v(2)], 1),
+        ],
+        neg(ebmc::testgen::pref(w, vec![v(0), v(1), v(2)])),
+        Origin::Energy,
+    );
+    bias(&mut b, h, "b");
+    let (m, p) = b.finish();
+    let plan = check_all(&m, &p, 2);
+    assert_eq!(families(&m, &plan), "x:Softmax h:Bernoulli");
+}
+
+#[test]
+fn dbm_sums_one_layer() {
+    let (m, p) = dbm(2, 2, 2);
+    let plan = check_all(&m, &p, 3);
+    assert_eq!(
+        plan.free_energy.summed,
+        vec![m.group_id("h1").unwrap()],
+        "tie: first"
+    );
+    let (m, p) = dbm(2, 2, 3);
+    let plan = check_all(&m, &p, 4);
+    assert_eq!(
+        plan.free_energy.summed,
+        vec![m.group_id("h2").unwrap()],
+        "more units"
+    );
+    assert!(plan
+        .free_energy
+        .reason
+        .contains("`h1` is not summed: it interacts with summed h2"));
+}
+
+#[test]
+fn bm_laterals_nothing_summed() {
+    let (m, p) = bm(3, 2);
+    let plan = check_all(&m, &p, 5);
+    assert!(plan.free_energy.summed.is_empty());
+    assert!(plan
+        .free_energy
+        .reason
+        .contains("`h` is not summed: its units interact"));
+}
+
+#[test]
+fn ising_spin_conditionals() {
+    let (m, p) = ising(3, 0.44);
+    let plan = check_all(&m, &p, 6);
+    assert_eq!(families(&m, &plan), "s:Spin");
+}
+
+#[test]
+fn sbn_latents_enumerate_with_coparents() {
+    let (m, p) = sbn(2, 3, 2);
+    let plan = check_all(&m, &p, 7);
+    assert_eq!(families(&m, &plan), "h2:Enumerate h1:Enumerate v:Bernoulli");
+    assert!(plan.free_energy.summed.is_empty());
+    assert!(!plan.meanfield.supported);
+    let h1 = m.group_id("h1").unwrap();
+    assert_eq!(plan.conditionals[h1.idx()].lognorms.len(), 1);
+    assert!(plan
+        .gradients
+        .iter()
+        .any(|g| !g.lognorms.is_empty() && !g.linear));
+}
+
+#[test]
+fn grbm_gaussian() {
+    let (m, p) = grbm(2, 2, true);
+    let plan = check_all(&m, &p, 8);
+    assert_eq!(families(&m, &plan), "v:Gaussian h:Bernoulli");
+    let sigma = m.param_id("sigma").unwrap();
+    assert!(!plan.gradients[sigma.idx()].linear);
+    assert!(!plan.meanfield.needs_second_moments);
+}
+
+#[test]
+fn hidden_gaussian_free_energy_by_quadrature() {
+    // v binary visible, h real hidden: F(v) = -log ∫ exp(-E(v, h)) dh.
+    let mut b = ebmc::testgen::Builder::new("gh");
+    let vg = b.group("v", &[2], Domain::Binary, Role::Visible);
+    let hg = b.group("h", &[1], Domain::Real, Role::Hidden);
+    let prec = b.param("p", &[1], vec![0.8], vec![Constraint::Positive]);
+    b.term(
+        vec![iv("j", 1)],
+        vec![ebmc::testgen::unit(hg, vec![v(0)], 2)],
+        Coef::Mul(vec![
+            Coef::Const(0.5),
+            ebmc::testgen::pref(prec, vec![v(0)]),
+        ]),
+        Origin::Energy,
+    );
+    pair(&mut b, vg, hg, "W");
+    bias(&mut b, vg, "a");
+    bias(&mut b, hg, "b");
+    let (m, p) = b.finish();
+    let plan = check_all(&m, &p, 9);
+    assert_eq!(plan.free_energy.summed, vec![hg]);
+    let inc = Incidence::new(&m);
+    for bits in 0..4 {
+        let mut s = m.zero_state();
+        s.values[0] = vec![(bits & 1) as f64, (bits >> 1) as f64];
+        let got = free_energy_value(&m, &plan.free_energy, &inc, &p, &mut s);
+        let (lo, hi, n) = (-40.0, 40.0, 400_000);
+        let dx = (hi - lo) / n as f64;
+        let mut sum = 0.0;
+        for k in 0..n {
+            s.values[1][0] = lo + (k as f64 + 0.5) * dx;
+            sum += (-m.energy(&p, &s)).exp() * dx;
+        }
+        assert!((got + sum.ln()).abs() < 1e-8, "{got} vs {}", -sum.ln());
+    }
+}
+
+#[test]
+fn coef_grad_matches_finite_differences() {
+    let (m, p) = grbm(2, 2, true);
+    let mut rng = StdRng::seed_from_u64(11);
+    for t in &m.terms {
+        for _ in 0..3 {
+            let a: Vec<usize> = t
+                .vars
+                .iter()
+                .map(|x| rng.random_range(0..x.extent))
+                .collect();
+            for (pid, off, d) in coef_grad(&m, &t.coef, &p, &a) {
+                let mut pp = p.clone();
+                pp.values[pid.idx()][off] += 1e-6;
+                let up = m.coef_value(&t.coef, &pp, &a);
+                pp.values[pid.idx()][off] -= 2e-6;
+                let fd = (up - m.coef_value(&t.coef, &pp, &a)) / 2e-6;
+                assert!((fd - d).abs() < 1e-6, "{d} vs {fd}");
+            }
+        }
+    }
+}
+
+#[test]
+fn real_unit_without_quadratic_is_a_diagnostic() {
+    let (m, _) = grbm(2, 2, false);
+    let (s, _) = analyze(&m);
+    let (_, diags) = derive(&m, &s);
+    let msgs: Vec<String> = diags
+        .iter()
+        .map(|d| format!("{} {}", d.code, d.message))
+        .collect();
+    assert_eq!(
+        msgs,
+        vec!["E0410 cannot derive a sampler for real unit `v`: the energy has no positive quadratic term in `v`"]
+    );
+    assert_eq!(diags[0].labels.len(), 2, "names both linear terms");
+    assert!(diags[0].labels[0].message.contains("is linear in `v`"));
+}
+
+#[test]
+fn real_unit_with_unsigned_square_is_a_diagnostic() {
+    let mut b = ebmc::testgen::Builder::new("indef");
+    let vg = b.group("v", &[2], Domain::Real, Role::Visible);
+    let q = b.param("q", &[2], vec![1.0, 1.0], vec![]);
+    b.term(
+        vec![iv("i", 2)],
+        vec![ebmc::testgen::unit(vg, vec![v(0)], 2)],
+        ebmc::testgen::pref(q, vec![v(0)]),
+        Origin::Energy,
+    );
+    let (m, _) = b.finish();
+    let (s, _) = analyze(&m);
+    let (_, diags) = derive(&m, &s);
+    assert_eq!(diags.len(), 1);
+    assert_eq!(diags[0].code, "E0410");
+    assert!(
+        diags[0].labels[0].message.contains("`q[i]·v[i]^2`")
+            || diags[0].labels[0].message.contains("not provably positive"),
+        "{:?}",
+        diags[0].labels
+    );
+}
+
+#[test]
+fn second_moments_flagged() {
+    // E = v^2/2 * (1 + h) - v*h: precision depends on h (a unit times a real square).
+    let mut b = ebmc::testgen::Builder::new("sm");
+    let vg = b.group("v", &[1], Domain::Real, Role::Hidden);
+    let hg = b.group("h", &[1], Domain::Binary, Role::Hidden);
+    let u = ebmc::testgen::unit;
+    b.term(
+        vec![iv("i", 1)],
+        vec![u(vg, vec![v(0)], 2)],
+        Coef::Const(0.5),
+        Origin::Energy,
+    );
+    b.term(
+        vec![iv("i", 1)],
+        vec![u(vg, vec![v(0)], 2), u(hg, vec![v(0)], 1)],
+        Coef::Const(0.5),
+        Origin::Energy,
+    );
+    b.term(
+        vec![iv("i", 1)],
+        vec![u(vg, vec![v(0)], 1), u(hg, vec![v(0)], 1)],
+        Coef::Const(-1.0),
+        Origin::Energy,
+    );
+    let (m, p) = b.finish();
+    let plan = check_all(&m, &p, 12);
+    assert!(plan.meanfield.needs_second_moments);
+    assert!(plan.meanfield.reason.contains("second moments"));
+}
+
+#[test]
+fn explain_print_debug() {
+    if std::env::var("EBMC_PRINT").is_err() {
+        return;
+    }
+    for (m, _) in [
+        dbm(3, 2, 2),
+        ising(5, 0.44),
+        sbn(2, 3, 2),
+        grbm(2, 2, true),
+        bm(3, 2),
+        rbm(3, 2, Domain::Spin, Domain::Binary),
+    ] {
+        let (s, _) = analyze(&m);
+        let (p, _) = derive(&m, &s);
+        println!("{}", ebmc::explain::explain_text(&m, &p));
+    }
+}
