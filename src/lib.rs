@@ -8,6 +8,7 @@
 pub mod analysis;
 pub mod derive;
 pub mod diag;
+pub mod eval;
 pub mod exact;
 pub mod exec;
 pub mod explain;
