@@ -16,3 +16,4 @@ pub mod ir;
 pub mod lower;
 pub mod runtime;
 pub mod testgen;
+pub mod cli;
