@@ -3,7 +3,8 @@
 //! been rendered to stderr with file:line:column and a caret.
 
 use super::{CliError, ModelArgs};
-use crate::derive::{analyze, derive, Plan};
+use crate::analysis::analyze;
+use crate::derive::{derive, Plan};
 use crate::diag::{Diagnostic, SourceMap};
 use crate::front::{compile_file, compile_str, render, stdlib_source, CompileOptions, Program};
 use crate::ir::Model;
@@ -42,7 +43,9 @@ fn report(diags: &[Diagnostic], sources: &SourceMap) -> bool {
 
 /// Compiles, analyses and derives the selected model; renders every diagnostic.
 pub fn compile(args: &ModelArgs) -> Result<Compiled, CliError> {
-    let opts = CompileOptions { overrides: parse_overrides(&args.set)? };
+    let opts = CompileOptions {
+        overrides: parse_overrides(&args.set)?,
+    };
     let path = Path::new(&args.file);
     let (program, sources, diags) = if !path.exists() && !args.file.ends_with(".ebm") {
         match stdlib_source(&args.file) {
@@ -64,7 +67,11 @@ pub fn compile(args: &ModelArgs) -> Result<Compiled, CliError> {
     let model = match &args.model {
         Some(name) => program.model(name).cloned().ok_or_else(|| {
             let names: Vec<&str> = program.models.iter().map(|m| m.name.as_str()).collect();
-            CliError::new(format!("no model `{name}` in {} (models: {})", args.file, names.join(", ")))
+            CliError::new(format!(
+                "no model `{name}` in {} (models: {})",
+                args.file,
+                names.join(", ")
+            ))
         })?,
         None => program
             .models
@@ -78,5 +85,11 @@ pub fn compile(args: &ModelArgs) -> Result<Compiled, CliError> {
     if report(&later, &sources) {
         return Err(CliError::reported(1));
     }
-    Ok(Compiled { program, model, plan, sources, warnings: later })
+    Ok(Compiled {
+        program,
+        model,
+        plan,
+        sources,
+        warnings: later,
+    })
 }

@@ -31,7 +31,9 @@ fn mean_se(xs: &[f64]) -> (f64, f64) {
     let mean = xs.iter().sum::<f64>() / n as f64;
     let n_batches = 20;
     let b = n / n_batches;
-    let bm: Vec<f64> = (0..n_batches).map(|k| xs[k * b..(k + 1) * b].iter().sum::<f64>() / b as f64).collect();
+    let bm: Vec<f64> = (0..n_batches)
+        .map(|k| xs[k * b..(k + 1) * b].iter().sum::<f64>() / b as f64)
+        .collect();
     let var = bm.iter().map(|m| (m - mean).powi(2)).sum::<f64>() / (n_batches - 1) as f64;
     (mean, (var / n_batches as f64).sqrt())
 }
@@ -73,13 +75,19 @@ fn compare(
         .zip(series)
         .map(|((name, f), xs)| {
             let (m, se) = mean_se(&xs);
-            Row { what: format!("{label}: {name}"), exact: joint.expect(|s| f(s)), sampled: m, se }
+            Row {
+                what: format!("{label}: {name}"),
+                exact: joint.expect(|s| f(s)),
+                sampled: m,
+                se,
+            }
         })
         .collect())
 }
 
 pub fn run(out: &Path, seed: u64) -> CliResult {
-    std::fs::create_dir_all(out).map_err(|e| CliError::new(format!("cannot create {}: {e}", out.display())))?;
+    std::fs::create_dir_all(out)
+        .map_err(|e| CliError::new(format!("cannot create {}: {e}", out.display())))?;
     let mut written = WrittenFiles::new();
     let sweeps = 20_000;
     let progress = Progress::new(3 * (sweeps + sweeps / 10) as u64 + 3 * 400, "demo");
@@ -98,7 +106,15 @@ pub fn run(out: &Path, seed: u64) -> CliResult {
         let nn = |s: &State| s.values[0][0] * s.values[0][1];
         let absm = |s: &State| (s.values[0].iter().sum::<f64>() / n).abs();
         let stats: [(&str, &dyn Fn(&State) -> f64); 2] = [("E[s00 s01]", &nn), ("E[|m|]", &absm)];
-        rows.extend(compare(&c, params, &format!("ising L={l}"), &stats, sweeps, seed, &progress)?);
+        rows.extend(compare(
+            &c,
+            params,
+            &format!("ising L={l}"),
+            &stats,
+            sweeps,
+            seed,
+            &progress,
+        )?);
     }
 
     // 2. A small RBM with strong random weights: visible marginals and a pair moment.
@@ -112,7 +128,9 @@ pub fn run(out: &Path, seed: u64) -> CliResult {
     let v0 = |s: &State| s.values[0][0];
     let v01 = |s: &State| s.values[0][0] * s.values[0][1];
     let stats: [(&str, &dyn Fn(&State) -> f64); 2] = [("E[v0]", &v0), ("E[v0 v1]", &v01)];
-    rows.extend(compare(&c, params, "rbm 8x4", &stats, sweeps, seed, &progress)?);
+    rows.extend(compare(
+        &c, params, "rbm 8x4", &stats, sweeps, seed, &progress,
+    )?);
 
     // 3. Pictures: a 48x48 lattice below, near and above the critical temperature.
     let l = 48;
@@ -124,7 +142,11 @@ pub fn run(out: &Path, seed: u64) -> CliResult {
         let mut state = c.model.zero_state();
         // start from noise, not from the all-down state
         for x in state.values[0].iter_mut() {
-            *x = if rand::Rng::random::<bool>(&mut rng) { 1.0 } else { -1.0 };
+            *x = if rand::Rng::random::<bool>(&mut rng) {
+                1.0
+            } else {
+                -1.0
+            };
         }
         for _ in 0..400 {
             interp.gibbs_sweep(&mut state, &[], &mut rng);
@@ -142,11 +164,17 @@ pub fn run(out: &Path, seed: u64) -> CliResult {
     write_png_grid(&png, pics.view(), &opts)?;
     written.record(&png);
 
-    println!("{:<28} {:>10} {:>10} {:>8} {:>6}", "statistic", "exact", "Gibbs", "+-se", "z");
+    println!(
+        "{:<28} {:>10} {:>10} {:>8} {:>6}",
+        "statistic", "exact", "Gibbs", "+-se", "z"
+    );
     let mut json = Vec::new();
     for r in &rows {
         let z = (r.sampled - r.exact) / r.se.max(1e-12);
-        println!("{:<28} {:>10.5} {:>10.5} {:>8.5} {:>6.2}", r.what, r.exact, r.sampled, r.se, z);
+        println!(
+            "{:<28} {:>10.5} {:>10.5} {:>8.5} {:>6.2}",
+            r.what, r.exact, r.sampled, r.se, z
+        );
         json.push(serde_json::json!({"statistic": r.what, "exact": r.exact, "gibbs": r.sampled, "se": r.se}));
     }
     let stats = out.join("stats.json");

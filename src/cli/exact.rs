@@ -13,7 +13,10 @@ pub fn logz(args: &ModelArgs, exact: bool, marginals: bool, seed: u64) -> CliRes
     let c = compile(args)?;
     let params = c.model.init_params(seed, None);
     let joint = Joint::new(&c.model, &params)?;
-    println!("log Z = {:.10}  ({} joint states enumerated, parameter seed {seed})", joint.log_z, joint.space.n_states);
+    println!(
+        "log Z = {:.10}  ({} joint states enumerated, parameter seed {seed})",
+        joint.log_z, joint.space.n_states
+    );
     if marginals {
         for (g, m) in c.model.groups.iter().zip(joint.marginals()) {
             let shown: Vec<String> = m.iter().map(|x| format!("{x:.6}")).collect();

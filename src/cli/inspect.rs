@@ -27,14 +27,24 @@ pub fn explain(args: &ModelArgs, json: bool, emit: Option<&str>) -> CliResult {
     match emit {
         None => {}
         Some("ir") => {
-            println!("{}", serde_json::to_string_pretty(&c.model).map_err(CliError::from)?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&c.model).map_err(CliError::from)?
+            );
             return Ok(());
         }
-        Some(other) => return Err(CliError::new(format!("unknown --emit `{other}` (known: ir)"))),
+        Some(other) => {
+            return Err(CliError::new(format!(
+                "unknown --emit `{other}` (known: ir)"
+            )))
+        }
     }
     if json {
         let v = explain_json(&c.model, &c.plan);
-        println!("{}", serde_json::to_string_pretty(&v).map_err(CliError::from)?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&v).map_err(CliError::from)?
+        );
     } else {
         print!("{}", explain_text(&c.model, &c.plan));
     }

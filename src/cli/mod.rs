@@ -76,7 +76,12 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check(m) => inspect::check(&m),
         Command::Explain { model, json, emit } => inspect::explain(&model, json, emit.as_deref()),
-        Command::Logz { model, exact, marginals, seed } => exact::logz(&model, exact, marginals, seed),
+        Command::Logz {
+            model,
+            exact,
+            marginals,
+            seed,
+        } => exact::logz(&model, exact, marginals, seed),
         Command::Demo { out, seed } => demo::run(&out, seed),
     };
     match result {
@@ -100,10 +105,18 @@ pub struct CliError {
 
 impl CliError {
     pub fn new(message: impl Into<String>) -> Self {
-        CliError { message: message.into(), code: 1, already_reported: false }
+        CliError {
+            message: message.into(),
+            code: 1,
+            already_reported: false,
+        }
     }
     pub fn reported(code: u8) -> Self {
-        CliError { message: String::new(), code, already_reported: true }
+        CliError {
+            message: String::new(),
+            code,
+            already_reported: true,
+        }
     }
 }
 
