@@ -414,3 +414,22 @@ fn second_moments_flagged() {
     assert!(plan.meanfield.needs_second_moments);
     assert!(plan.meanfield.reason.contains("second moments"));
 }
+
+#[test]
+fn explain_print_debug() {
+    if std::env::var("EBMC_PRINT").is_err() {
+        return;
+    }
+    for (m, _) in [
+        dbm(3, 2, 2),
+        ising(5, 0.44),
+        sbn(2, 3, 2),
+        grbm(2, 2, true),
+        bm(3, 2),
+        rbm(3, 2, Domain::Spin, Domain::Binary),
+    ] {
+        let (s, _) = analyze(&m);
+        let (p, _) = derive(&m, &s);
+        println!("{}", ebmc::explain::explain_text(&m, &p));
+    }
+}
