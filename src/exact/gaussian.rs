@@ -111,7 +111,7 @@ impl Mixed {
                     a[j][i] = aij;
                 }
             }
-            let l = cholesky(&a).ok_or_else(|| ExactError::NotGaussian { state: code })?;
+            let l = cholesky(&a).ok_or(ExactError::NotGaussian { state: code })?;
             let mu = chol_solve(&l, &b);
             let log_det: f64 = (0..n).map(|i| 2.0 * l[i][i].ln()).sum();
             let quad: f64 = mu.iter().zip(&b).map(|(m, bi)| m * bi).sum();
