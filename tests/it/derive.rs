@@ -143,7 +143,7 @@ fn check_gradients(model: &Model, params: &Params, plan: &Plan, seed: u64) {
     let g = energy_grad(model, plan, params, &state);
     for p in model.param_ids() {
         let fixed = model.param(p).has(Constraint::Fixed);
-        for e in 0..params.values[p.idx()].len() {
+        for (e, &got) in g[p.idx()].iter().enumerate() {
             let h = 1e-5;
             let mut pp = params.clone();
             pp.values[p.idx()][e] += h;
@@ -151,7 +151,6 @@ fn check_gradients(model: &Model, params: &Params, plan: &Plan, seed: u64) {
             pp.values[p.idx()][e] -= 2.0 * h;
             let down = model.energy(&pp, &state);
             let fd = if fixed { 0.0 } else { (up - down) / (2.0 * h) };
-            let got = g[p.idx()][e];
             assert!(
                 (fd - got).abs() < 1e-6 * (1.0 + fd.abs()),
                 "dE/d{}[{e}]: plan {got}, finite difference {fd}",
