@@ -4,5 +4,7 @@ mod analysis;
 mod derive;
 mod exact;
 mod exec;
+mod front;
+mod interp;
 mod props;
 mod runtime;
