@@ -518,6 +518,22 @@ pub fn random_gaussian(seed: u64) -> (Model, Params) {
         Coef::Neg(Box::new(pref(bh, var_index(0, 1)))),
         Origin::Energy,
     );
+    if n >= 2 && rng.random_bool(0.4) {
+        // a weak real-real ring coupling -rho * v[i] v[(i+1)%n]; |rho| <= 0.1 keeps the
+        // precision matrix diagonally dominant (diagonal >= 0.25)
+        let rho = b.param("rho", &[], vec![rng.random_range(-0.1..0.1)], vec![]);
+        let shift = Affine {
+            coeffs: vec![(0, 1)],
+            offset: 1,
+            modulo: Some(n as i64),
+        };
+        b.term(
+            iv.clone(),
+            vec![unit(v, var_index(0, 1), 1), unit(v, vec![shift], 1)],
+            Coef::Neg(Box::new(pref(rho, vec![]))),
+            Origin::Energy,
+        );
+    }
     if rng.random_bool(0.5) {
         let k = rng.random_range(1..=2);
         let h2 = b.group("h2", &[k], Domain::Binary, Role::Hidden);

@@ -33,6 +33,9 @@ fn statistics(m: &Model, p: &Params) -> Vec<Stat> {
         .group_ids()
         .flat_map(|g| (0..m.group(g).n_elems()).map(move |e| vec![(g.idx(), e)]))
         .collect();
+    for g in m.group_ids().filter(|&g| m.group(g).domain == Domain::Real) {
+        out.extend((0..m.group(g).n_elems()).map(|e| vec![(g.idx(), e), (g.idx(), e)]));
+    }
     for t in Expanded::new(m, p).poly {
         for i in t.insts {
             let mut s: Stat = i
@@ -102,8 +105,13 @@ fn exact_stats(
     given: &State,
 ) -> Vec<f64> {
     if clamp.is_empty() {
-        let j = Joint::new(m, p).unwrap();
-        return stats.iter().map(|s| j.expect(|st| value(st, s))).collect();
+        let mut acc = vec![0.0; stats.len()];
+        crate::props::for_each_exact(m, p, |w, st| {
+            for (a, s) in acc.iter_mut().zip(stats) {
+                *a += w * value(st, s);
+            }
+        });
+        return acc;
     }
     let free: Vec<GroupId> = m.group_ids().filter(|g| !clamp.contains(g)).collect();
     let space = Space::new(m, &free, 1 << 20).unwrap();
@@ -165,7 +173,7 @@ fn gibbs_converges_on_ising_3x3_odd() {
 
 #[test]
 fn gibbs_converges_on_bm_dbm_and_random_models() {
-    let cases = vec![
+    let mut cases = vec![
         (
             "bm with laterals",
             testgen::layered(1, &[3, 3], Domain::Binary, true),
@@ -197,6 +205,12 @@ fn gibbs_converges_on_bm_dbm_and_random_models() {
         ),
     ];
     let mut categorical = false;
+    let grbm = (2000..2040)
+        .map(testgen::random_gaussian)
+        .find(|(m, _)| m.param_id("rho").is_some() && m.group(GroupId(0)).n_elems() >= 2)
+        .unwrap();
+    cases.push(("gaussian with real coupling", grbm));
+    cases.push(("gaussian", testgen::random_gaussian(2001)));
     for (name, (m, p)) in &cases {
         categorical |= m.groups.iter().any(|g| g.domain == Domain::Categorical);
         check_gibbs(name, m, p, &[], 100, 250);
@@ -239,12 +253,38 @@ fn a_wrong_spin_sampler_is_detected() {
     assert!(z > 5.0, "the wrong sampler went undetected: max z {z:.2}");
 }
 
+/// Negative control for real units: a Gaussian drawn with the right mean and half the
+/// variance is detected through the second moments.
+#[test]
+fn a_wrong_gaussian_sampler_is_detected() {
+    let (m, p) = testgen::random_gaussian(2001);
+    let plan = plan_of(&m);
+    let it = Interp::new(&m, &plan, p.clone());
+    let mut rng = StdRng::seed_from_u64(42);
+    let mut state = testgen::random_state(&m, &mut rng);
+    let stats = statistics(&m, &p);
+    let exact = exact_stats(&m, &p, &stats, &[], &state);
+    let z = max_z(&stats, &exact, &mut state, 100, 250, |s| {
+        wrong_sweep(&it, &plan, s, &mut rng)
+    });
+    eprintln!("wrong gaussian sampler: max z {z:.2}");
+    assert!(
+        z > 5.0,
+        "the wrong Gaussian sampler went undetected: max z {z:.2}"
+    );
+}
+
 fn wrong_sweep(it: &Interp, plan: &Plan, s: &mut State, rng: &mut impl Uniform) {
     for b in &plan.structure.schedule.blocks {
         for mb in &b.members {
             for v in ebmc::interp::member_vars(it.model, mb.group, &mb.elems) {
                 let c = match it.field(s, v) {
                     Cond::Spin { z } => Cond::Spin { z: z / 2.0 },
+                    // same mean, half the variance
+                    Cond::Gaussian { z, beta } => Cond::Gaussian {
+                        z: 2.0 * z,
+                        beta: 2.0 * beta,
+                    },
                     c => c,
                 };
                 it.draw(s, v, &c, rng);
