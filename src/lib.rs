@@ -6,6 +6,7 @@
 //! See ARCHITECTURE.md for the codemap.
 
 pub mod analysis;
+pub mod cli;
 pub mod derive;
 pub mod diag;
 pub mod exact;
@@ -19,3 +20,4 @@ pub mod runtime;
 pub mod sema;
 pub mod syntax;
 pub mod testgen;
+pub mod train;

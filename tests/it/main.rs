@@ -1,6 +1,7 @@
 //! Integration tests: one binary, one module a feature area.
 
 mod analysis;
+mod cli;
 mod derive;
 mod exact;
 mod exec;
@@ -8,3 +9,4 @@ mod front;
 mod interp;
 mod props;
 mod runtime;
+mod train;
