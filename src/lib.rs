@@ -6,6 +6,7 @@
 //! See ARCHITECTURE.md for the codemap.
 
 pub mod analysis;
+pub mod cli;
 pub mod derive;
 pub mod diag;
 pub mod eval;

@@ -2,6 +2,7 @@
 
 mod ais;
 mod analysis;
+mod cli;
 mod derive;
 mod exact;
 mod exec;
