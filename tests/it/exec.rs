@@ -491,8 +491,11 @@ fn close(a: f64, b: f64, tol: f64) -> bool {
 
 /// Fields of every group vs energy differences of the direct evaluator.
 fn check_fields(model: &Model, params: &Params, seed: u64) {
-    let plan = test_plan(model);
-    let ex = Exec::new(model, &plan, params).expect("executor accepts the model");
+    check_fields_with(model, params, &test_plan(model), seed)
+}
+
+fn check_fields_with(model: &Model, params: &Params, plan: &Plan, seed: u64) {
+    let ex = Exec::new(model, plan, params).expect("executor accepts the model");
     let mut rng = StdRng::seed_from_u64(seed);
     let states: Vec<State> = (0..5).map(|_| random_state(model, &mut rng)).collect();
     let batch = to_batch(model, &states);
@@ -573,8 +576,11 @@ fn check_fields(model: &Model, params: &Params, seed: u64) {
 /// Free energy vs `-log sum exp(-E)` over all states of the summed (discrete) groups, and
 /// per-row energies vs the direct evaluator.
 fn check_free_energy(model: &Model, params: &Params, seed: u64) {
-    let plan = test_plan(model);
-    let ex = Exec::new(model, &plan, params).unwrap();
+    check_free_energy_with(model, params, &test_plan(model), seed)
+}
+
+fn check_free_energy_with(model: &Model, params: &Params, plan: &Plan, seed: u64) {
+    let ex = Exec::new(model, plan, params).unwrap();
     let mut rng = StdRng::seed_from_u64(seed);
     let states: Vec<State> = (0..4).map(|_| random_state(model, &mut rng)).collect();
     let batch = to_batch(model, &states);
@@ -649,8 +655,11 @@ fn check_free_energy(model: &Model, params: &Params, seed: u64) {
 
 /// `energy_grad` vs central finite differences of the batch-mean energy.
 fn check_grad(model: &Model, params: &Params, seed: u64) {
-    let plan = test_plan(model);
-    let ex = Exec::new(model, &plan, params).unwrap();
+    check_grad_with(model, params, &test_plan(model), seed)
+}
+
+fn check_grad_with(model: &Model, params: &Params, plan: &Plan, seed: u64) {
+    let ex = Exec::new(model, plan, params).unwrap();
     let mut rng = StdRng::seed_from_u64(seed);
     let states: Vec<State> = (0..3).map(|_| random_state(model, &mut rng)).collect();
     let g = ex.energy_grad(&to_batch(model, &states));
@@ -834,4 +843,225 @@ fn mean_field_on_rbm_is_exact_and_converges_on_dbm() {
             );
         }
     }
+}
+
+/// Every stdlib model at a small size, with random parameters and the real derived Plan.
+#[test]
+fn exec_matches_direct_evaluation_on_stdlib_models() {
+    use ebmc::front::{compile_str, stdlib_names, stdlib_source, CompileOptions};
+    let overrides: Vec<(String, f64)> = [
+        ("nv", 5.0),
+        ("nh", 3.0),
+        ("nc", 3.0),
+        ("n1", 3.0),
+        ("n2", 3.0),
+        ("n3", 2.0),
+        ("L", 3.0),
+        ("q", 3.0),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), *v))
+    .collect();
+    let mut checked = Vec::new();
+    for name in stdlib_names() {
+        let src = stdlib_source(name).unwrap();
+        let header = src.lines().find(|l| l.starts_with("model")).unwrap_or("");
+        let mine = overrides
+            .iter()
+            .filter(|(k, _)| header.contains(&format!("{k} =")))
+            .cloned()
+            .collect();
+        let (prog, _, diags) = compile_str(name, src, &CompileOptions { overrides: mine });
+        assert!(diags.iter().all(|d| !d.is_error()), "{name}: {diags:?}");
+        for model in &prog.models {
+            let mut rng = StdRng::seed_from_u64(checked.len() as u64);
+            let mut params = model.default_params();
+            for (k, vals) in params.values.iter_mut().enumerate() {
+                let positive = model.params[k].has(Constraint::Positive);
+                for x in vals.iter_mut() {
+                    let r = 1.6 * rng.random::<f64>() - 0.8;
+                    *x = if positive { 0.5 + r.abs() } else { *x + r };
+                }
+            }
+            let plan = crate::train::plan_of(model);
+            match Exec::new(model, &plan, &params) {
+                Err(ebmc::exec::ExecError::Directed { .. }) => {
+                    assert!(
+                        !model.directed.is_empty(),
+                        "{}: only directed models are refused",
+                        model.name
+                    );
+                    continue;
+                }
+                Err(e) => panic!("{}: {e}", model.name),
+                Ok(_) => {}
+            }
+            check_fields_with(model, &params, &plan, 1);
+            if plan
+                .free_energy
+                .summed
+                .iter()
+                .all(|&g| model.group(g).domain != Domain::Real)
+            {
+                check_free_energy_with(model, &params, &plan, 2);
+            }
+            check_grad_with(model, &params, &plan, 3);
+            checked.push(model.name.clone());
+        }
+    }
+    eprintln!("checked {checked:?}");
+    assert!(checked.len() >= 8, "checked {checked:?}");
+}
+
+/// The executor (f32, batched) against the oracle interpreter (f64, one variable at a time)
+/// on the same Plan: conditionals, free energies and Rao-Blackwellised positive statistics.
+fn check_vs_interp(model: &Model, params: &Params, plan: &Plan, seed: u64) {
+    use ebmc::analysis::VarRef;
+    use ebmc::interp::{Cond, Interp};
+    let it = Interp::new(model, plan, params.clone());
+    let ex = Exec::new(model, plan, params).unwrap();
+    let mut rng = StdRng::seed_from_u64(seed);
+    let states: Vec<State> = (0..3).map(|_| random_state(model, &mut rng)).collect();
+    let batch = to_batch(model, &states);
+    for g in model.group_ids() {
+        let f = ex.fields(g, &batch);
+        let k = model.group(g).n_states();
+        for (r, st) in states.iter().enumerate() {
+            for var in 0..model.group(g).n_vars() {
+                match it.field(st, VarRef { group: g, var }) {
+                    Cond::Bernoulli { z } | Cond::Spin { z } => {
+                        assert!(
+                            close(f.z[(r, var)] as f64, z, 1e-4),
+                            "{}: z of {}[{var}]: {} vs {z}",
+                            model.name,
+                            model.group(g).name,
+                            f.z[(r, var)]
+                        )
+                    }
+                    Cond::Softmax { z } => {
+                        for c in 1..k {
+                            let got = (f.z[(r, var * k + c)] - f.z[(r, var * k)]) as f64;
+                            assert!(
+                                close(got, z[c] - z[0], 1e-4),
+                                "{}: softmax z of {}[{var}]",
+                                model.name,
+                                model.group(g).name
+                            );
+                        }
+                    }
+                    Cond::Gaussian { z, beta } => {
+                        assert!(close(f.z[(r, var)] as f64, z, 1e-4));
+                        assert!(close(f.beta.as_ref().unwrap()[(r, var)] as f64, beta, 1e-4));
+                    }
+                    Cond::Enumerate { .. } => {
+                        unreachable!("the executor refuses enumerated families")
+                    }
+                }
+            }
+        }
+    }
+    let fe = ex.free_energy(&batch, None);
+    for (r, st) in states.iter().enumerate() {
+        let want = it.free_energy(st);
+        assert!(
+            close(fe[r], want, 1e-4),
+            "{}: free energy {} vs {want}",
+            model.name,
+            fe[r]
+        );
+        let mut one = to_batch(model, std::slice::from_ref(st));
+        ex.rao_blackwellize(&mut one, &plan.free_energy.summed, None);
+        let got = ex.energy_grad(&one);
+        let want = it.grad_positive(st);
+        for gs in &plan.gradients {
+            let p = gs.param.idx();
+            for (e, (&a, &b)) in got[p].iter().zip(&want.values[p]).enumerate() {
+                assert!(
+                    close(a, b, 1e-4),
+                    "{}: positive statistic of {}[{e}]: {a} vs {b}",
+                    model.name,
+                    model.params[p].name
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn exec_matches_interpreter_on_random_models() {
+    let cfg = ebmc::testgen::GenConfig::default();
+    let mut n = 0;
+    for seed in 0..40 {
+        let (m, p) = ebmc::testgen::random_model(seed, &cfg);
+        let plan = crate::train::plan_of(&m);
+        if plan
+            .conditionals
+            .iter()
+            .any(|c| c.family == Family::Enumerate)
+        {
+            continue;
+        }
+        check_vs_interp(&m, &p, &plan, seed);
+        check_fields_with(&m, &p, &plan, seed);
+        check_free_energy_with(&m, &p, &plan, seed);
+        check_grad_with(&m, &p, &plan, seed);
+        n += 1;
+    }
+    assert!(n >= 30, "{n} random models checked");
+    let (m, p) = grbm(4, 3, 3);
+    check_vs_interp(&m, &p, &crate::train::plan_of(&m), 5);
+}
+
+/// Gibbs marginals on random models (laterals, categorical, three-way; the derived
+/// schedules, including sub-group blocks) vs exact marginals by enumeration.
+#[test]
+fn gibbs_marginals_match_enumeration_on_random_models() {
+    let cfg = ebmc::testgen::GenConfig::default();
+    let mut n = 0;
+    for seed in 100..106 {
+        let (m, p) = ebmc::testgen::random_model(seed, &cfg);
+        let plan = crate::train::plan_of(&m);
+        let Ok(ex) = Exec::new(&m, &plan, &p) else {
+            continue;
+        };
+        let exact = ebmc::exact::Joint::new(&m, &p).unwrap().marginals();
+        let chains = 2000;
+        let mut b = Batch::zeros(&m, chains);
+        let mut rngs = Rngs::new(seed, 0, chains);
+        let free = vec![false; m.groups.len()];
+        let (burn, sweeps) = (20, 60);
+        let mut acc: Vec<Vec<f64>> = exact.iter().map(|g| vec![0.0; g.len()]).collect();
+        for t in 0..sweeps {
+            ex.gibbs_sweep(&mut b, &mut rngs, &free, None);
+            if t >= burn {
+                for (g, a) in acc.iter_mut().enumerate() {
+                    for (e, x) in a.iter_mut().enumerate() {
+                        *x += b.x[g].column(e).sum() as f64;
+                    }
+                }
+            }
+        }
+        let count = (chains * (sweeps - burn)) as f64;
+        for (g, a) in acc.iter().enumerate() {
+            for (e, x) in a.iter().enumerate() {
+                let est = x / count;
+                let tol = if m.groups[g].domain == Domain::Spin {
+                    2.0
+                } else {
+                    1.0
+                } * 5.0
+                    * 0.5
+                    / (chains as f64).sqrt();
+                assert!(
+                    (est - exact[g][e]).abs() < tol,
+                    "{} seed {seed}: {}[{e}] {est} vs {}",
+                    m.name,
+                    m.groups[g].name,
+                    exact[g][e]
+                );
+            }
+        }
+        n += 1;
+    }
+    assert!(n >= 4, "{n} models sampled");
 }
