@@ -34,11 +34,30 @@ impl Program {
 const STDLIB: &[(&str, &str)] = &[
     ("bm", include_str!("../stdlib/bm.ebm")),
     ("rbm", include_str!("../stdlib/rbm.ebm")),
+    ("spin_rbm", include_str!("../stdlib/spin_rbm.ebm")),
+    ("grbm", include_str!("../stdlib/grbm.ebm")),
     ("dbm", include_str!("../stdlib/dbm.ebm")),
+    ("dbm3", include_str!("../stdlib/dbm3.ebm")),
     ("ising", include_str!("../stdlib/ising.ebm")),
+    ("potts", include_str!("../stdlib/potts.ebm")),
+    ("class_rbm", include_str!("../stdlib/class_rbm.ebm")),
+    ("sbn", include_str!("../stdlib/sbn.ebm")),
+    ("dbn", include_str!("../stdlib/dbn.ebm")),
 ];
 
-const STDLIB_NAMES: &[&str] = &["bm", "rbm", "dbm", "ising"];
+const STDLIB_NAMES: &[&str] = &[
+    "bm",
+    "rbm",
+    "spin_rbm",
+    "grbm",
+    "dbm",
+    "dbm3",
+    "ising",
+    "potts",
+    "class_rbm",
+    "sbn",
+    "dbn",
+];
 
 /// The text of a stdlib model file by name (`"rbm"`).
 pub fn stdlib_source(name: &str) -> Option<&'static str> {

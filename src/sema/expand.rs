@@ -116,6 +116,32 @@ impl Mono {
 
 pub type Poly = Vec<Mono>;
 
+/// Adds up monomials with the same units and the same coefficient factors (e.g. the two
+/// cross terms of `(v - a)^2`) and drops those whose constant is zero. Order of first
+/// appearance is kept.
+pub fn combine(p: Poly) -> Poly {
+    let mut index: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut out: Poly = Vec::with_capacity(p.len());
+    for m in p {
+        let mut num: Vec<String> = m.num.iter().map(|c| format!("{c:?}")).collect();
+        let mut den: Vec<String> = m.den.iter().map(|c| format!("{c:?}")).collect();
+        let mut units: Vec<String> = m.units.iter().map(|u| format!("{u:?}")).collect();
+        num.sort();
+        den.sort();
+        units.sort();
+        let key = format!("{units:?}|{num:?}|{den:?}");
+        match index.get(&key) {
+            Some(&i) => out[i].k += m.k,
+            None => {
+                index.insert(key, out.len());
+                out.push(m);
+            }
+        }
+    }
+    out.retain(|m| m.k != 0.0);
+    out
+}
+
 pub struct Expander<'a> {
     pub scope: &'a Scope,
     pub groups: &'a [Group],
@@ -205,26 +231,7 @@ impl Expander<'_> {
                     };
                     acc = match op {
                         MulOp::Mul => self.mul(&a, &b, span),
-                        MulOp::Div => match self.unit_free(
-                            &b,
-                            p.span,
-                            "divide only by expressions without units",
-                        ) {
-                            Some((c, uses)) => Some(
-                                a.into_iter()
-                                    .map(|mut m| {
-                                        match c {
-                                            Coef::Const(k) => m.k /= k,
-                                            _ => m.den.push(c.clone()),
-                                        }
-                                        m.uses.extend(uses.iter().cloned());
-                                        m.span = span;
-                                        m
-                                    })
-                                    .collect(),
-                            ),
-                            None => None,
-                        },
+                        MulOp::Div => self.divide(a, &b, p.span, span),
                         MulOp::Mod => {
                             self.err(
                                 "E0306",
@@ -343,6 +350,41 @@ impl Expander<'_> {
             )
             .with_hint("introduce the repeated sum as a separate unit group or simplify it"),
         );
+    }
+
+    /// `a / b` for a divisor `b` without units: a single-monomial divisor moves its factors
+    /// into the denominators, a sum becomes one denominator factor.
+    fn divide(&mut self, a: Poly, b: &Poly, bspan: Span, span: Span) -> Option<Poly> {
+        if b.len() == 1 && b[0].units.is_empty() {
+            let d = &b[0];
+            if d.k == 0.0 && d.num.is_empty() {
+                self.err("E0306", bspan, "division by zero".into());
+                return None;
+            }
+            return Some(
+                a.into_iter()
+                    .map(|mut m| {
+                        m.k /= d.k;
+                        m.den.extend(d.num.iter().cloned());
+                        m.num.extend(d.den.iter().cloned());
+                        m.uses.extend(d.uses.iter().cloned());
+                        m.span = span;
+                        m
+                    })
+                    .collect(),
+            );
+        }
+        let (c, uses) = self.unit_free(b, bspan, "divide only by expressions without units")?;
+        Some(
+            a.into_iter()
+                .map(|mut m| {
+                    m.den.push(c.clone());
+                    m.uses.extend(uses.iter().cloned());
+                    m.span = span;
+                    m
+                })
+                .collect(),
+        )
     }
 
     pub fn mul(&mut self, a: &Poly, b: &Poly, span: Span) -> Option<Poly> {

@@ -81,6 +81,7 @@ pub fn check_model(input: &ModelInput, sources: &SourceMap) -> Checked {
                 ex.expand(&en.expr)
             };
             let Some(poly) = poly else { continue };
+            let poly = expand::combine(poly);
             let mut tb = TermBuilder {
                 groups: &cx.model.groups,
                 var_names: &vars.names,
