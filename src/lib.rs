@@ -12,6 +12,8 @@ pub mod exact;
 pub mod exec;
 pub mod explain;
 pub mod ir;
+pub mod jit;
+pub mod kernel;
 pub mod lower;
 pub mod runtime;
 pub mod testgen;

@@ -4,4 +4,5 @@ mod analysis;
 mod derive;
 mod exact;
 mod exec;
+mod jit;
 mod runtime;
