@@ -6,14 +6,20 @@
 //! See ARCHITECTURE.md for the codemap.
 
 pub mod analysis;
+pub mod cli;
 pub mod derive;
 pub mod diag;
 pub mod exact;
 pub mod exec;
 pub mod explain;
+pub mod front;
+pub mod interp;
 pub mod ir;
 pub mod jit;
 pub mod kernel;
 pub mod lower;
 pub mod runtime;
+pub mod sema;
+pub mod syntax;
 pub mod testgen;
+pub mod train;

@@ -307,35 +307,8 @@ fn lateral(rng: &mut StdRng, b: &mut Builder, g: GroupId, s: f64) {
     if n < 2 {
         return;
     }
-    let name = format!("L{}", b.model.params.len());
     if grp.domain != Domain::Categorical && grp.shape.len() == 1 && rng.random_bool(0.6) {
-        let mut v = vec![0.0; n * n];
-        for i in 0..n {
-            for j in 0..i {
-                let x = normal_vec(rng, 1, s)[0];
-                v[i * n + j] = x;
-                v[j * n + i] = x;
-            }
-        }
-        let p = b.param(
-            &name,
-            &[n, n],
-            v,
-            vec![Constraint::Symmetric, Constraint::ZeroDiagonal],
-        );
-        let vars = vec![
-            IndexVar {
-                name: "i".into(),
-                extent: n,
-            },
-            IndexVar {
-                name: "j".into(),
-                extent: n,
-            },
-        ];
-        let units = vec![unit(g, var_index(0, 1), 1), unit(g, var_index(1, 1), 1)];
-        let c = Coef::Mul(vec![Coef::Const(-0.5), pref(p, var_index(0, 2))]);
-        b.term(vars, units, c, Origin::Energy);
+        lateral_dense(rng, b, g, s);
         return;
     }
     // ring along axis 0, elementwise over the other axes
@@ -348,6 +321,7 @@ fn lateral(rng: &mut StdRng, b: &mut Builder, g: GroupId, s: f64) {
     let mut idx2 = vec![shift];
     idx2.extend(var_index(1, grp.shape.len() - 1));
     let units = vec![unit(g, var_index(0, grp.shape.len()), 1), unit(g, idx2, 1)];
+    let name = format!("L{}", b.model.params.len());
     let p = b.param(&name, &[n], normal_vec(rng, n, s), vec![]);
     let c = random_coef(rng, b, pref(p, var_index(0, 1)));
     b.term(vars, units, c, Origin::Energy);
@@ -544,6 +518,22 @@ pub fn random_gaussian(seed: u64) -> (Model, Params) {
         Coef::Neg(Box::new(pref(bh, var_index(0, 1)))),
         Origin::Energy,
     );
+    if n >= 2 && rng.random_bool(0.4) {
+        // a weak real-real ring coupling -rho * v[i] v[(i+1)%n]; |rho| <= 0.1 keeps the
+        // precision matrix diagonally dominant (diagonal >= 0.25)
+        let rho = b.param("rho", &[], vec![rng.random_range(-0.1..0.1)], vec![]);
+        let shift = Affine {
+            coeffs: vec![(0, 1)],
+            offset: 1,
+            modulo: Some(n as i64),
+        };
+        b.term(
+            iv.clone(),
+            vec![unit(v, var_index(0, 1), 1), unit(v, vec![shift], 1)],
+            Coef::Neg(Box::new(pref(rho, vec![]))),
+            Origin::Energy,
+        );
+    }
     if rng.random_bool(0.5) {
         let k = rng.random_range(1..=2);
         let h2 = b.group("h2", &[k], Domain::Binary, Role::Hidden);
@@ -578,4 +568,166 @@ pub fn random_state(model: &Model, rng: &mut StdRng) -> State {
             })
             .collect(),
     }
+}
+
+/// `-beta * sum (s[i,j] s[(i+1)%L,j] + s[i,j] s[i,(j+1)%L]) - h * sum s[i,j]`: the stdlib
+/// Ising lattice (periodic), built in code, with an optional uniform field `h`.
+pub fn ising(l: usize, beta: f64, h: f64) -> (Model, Params) {
+    let mut b = Builder::new(&format!("ising_{l}"));
+    let s = b.group("s", &[l, l], Domain::Spin, Role::Visible);
+    let vars = axes("i", &[l, l]);
+    let wrap = |v: u32| Affine {
+        coeffs: vec![(v, 1)],
+        offset: 1,
+        modulo: Some(l as i64),
+    };
+    let here = var_index(0, 2);
+    for right in [false, true] {
+        let other = if right {
+            vec![Affine::var(0), wrap(1)]
+        } else {
+            vec![wrap(0), Affine::var(1)]
+        };
+        b.term(
+            vars.clone(),
+            vec![unit(s, here.clone(), 1), unit(s, other, 1)],
+            Coef::Neg(Box::new(Coef::Const(beta))),
+            Origin::Energy,
+        );
+    }
+    if h != 0.0 {
+        let p = b.param("h", &[], vec![h], vec![Constraint::Fixed]);
+        b.term(
+            vars,
+            vec![unit(s, here, 1)],
+            Coef::Neg(Box::new(pref(p, vec![]))),
+            Origin::Energy,
+        );
+    }
+    b.finish()
+}
+
+/// A layered model: `layers[k]` units of `domain` each, dense couplings between consecutive
+/// layers, biases, and (when `laterals`) a symmetric zero-diagonal lateral matrix in every
+/// layer with the 1/2 convention. Layer 0 is visible. `[nv, nh]` is an RBM (or BM with
+/// laterals), `[nv, n1, n2]` a DBM.
+pub fn layered(seed: u64, layers: &[usize], domain: Domain, laterals: bool) -> (Model, Params) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut b = Builder::new(&format!("layered_{seed}"));
+    let gs: Vec<GroupId> = layers
+        .iter()
+        .enumerate()
+        .map(|(k, &n)| {
+            let role = if k == 0 { Role::Visible } else { Role::Hidden };
+            b.group(&format!("h{k}"), &[n], domain, role)
+        })
+        .collect();
+    for (k, &g) in gs.iter().enumerate() {
+        let n = layers[k];
+        let p = b.param(&format!("b{k}"), &[n], normal_vec(&mut rng, n, 0.5), vec![]);
+        b.term(
+            axes("i", &[n]),
+            vec![unit(g, var_index(0, 1), 1)],
+            Coef::Neg(Box::new(pref(p, var_index(0, 1)))),
+            Origin::Energy,
+        );
+        if k > 0 {
+            let m = layers[k - 1];
+            let w = b.param(
+                &format!("W{k}"),
+                &[m, n],
+                normal_vec(&mut rng, m * n, 0.8),
+                vec![],
+            );
+            let vars = vec![
+                IndexVar {
+                    name: "i".into(),
+                    extent: m,
+                },
+                IndexVar {
+                    name: "j".into(),
+                    extent: n,
+                },
+            ];
+            let units = vec![
+                unit(gs[k - 1], var_index(0, 1), 1),
+                unit(g, var_index(1, 1), 1),
+            ];
+            b.term(
+                vars,
+                units,
+                Coef::Neg(Box::new(pref(w, var_index(0, 2)))),
+                Origin::Energy,
+            );
+        }
+        if laterals && n >= 2 {
+            lateral_dense(&mut rng, &mut b, g, 0.8);
+        }
+    }
+    b.finish()
+}
+
+fn lateral_dense(rng: &mut StdRng, b: &mut Builder, g: GroupId, s: f64) {
+    let n = b.model.group(g).shape[0];
+    let mut v = vec![0.0; n * n];
+    for i in 0..n {
+        for j in 0..i {
+            let x = normal_vec(rng, 1, s)[0];
+            v[i * n + j] = x;
+            v[j * n + i] = x;
+        }
+    }
+    let name = format!("L{}", b.model.params.len());
+    let p = b.param(
+        &name,
+        &[n, n],
+        v,
+        vec![Constraint::Symmetric, Constraint::ZeroDiagonal],
+    );
+    let vars = vec![
+        IndexVar {
+            name: "i".into(),
+            extent: n,
+        },
+        IndexVar {
+            name: "j".into(),
+            extent: n,
+        },
+    ];
+    let units = vec![unit(g, var_index(0, 1), 1), unit(g, var_index(1, 1), 1)];
+    let c = Coef::Mul(vec![Coef::Const(-0.5), pref(p, var_index(0, 2))]);
+    b.term(vars, units, c, Origin::Energy);
+}
+
+/// Random parameter values for any model (a compiled stdlib model, say): N(0, sd) for free
+/// elements, symmetric with a zero diagonal where constrained so, |x| + 0.5 where positive;
+/// `fixed` parameters keep their initialiser's value.
+pub fn random_params(model: &Model, seed: u64, sd: f64) -> Params {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut out = model.default_params();
+    for (k, p) in model.params.iter().enumerate() {
+        if p.has(Constraint::Fixed) {
+            continue;
+        }
+        let n = p.n_elems();
+        let mut v = normal_vec(&mut rng, n, sd);
+        if p.has(Constraint::Positive) {
+            v.iter_mut().for_each(|x| *x = x.abs() + 0.5);
+        }
+        if p.shape.len() == 2 && p.shape[0] == p.shape[1] {
+            let m = p.shape[0];
+            for i in 0..m {
+                for j in 0..m {
+                    if p.has(Constraint::Symmetric) && j < i {
+                        v[i * m + j] = v[j * m + i];
+                    }
+                    if p.has(Constraint::ZeroDiagonal) && i == j {
+                        v[i * m + j] = 0.0;
+                    }
+                }
+            }
+        }
+        out.values[k] = v;
+    }
+    out
 }

@@ -120,7 +120,8 @@ fn elem_reason(model: &Model, graph: &Graph, g: usize, c: &ElemColoring) -> Stri
     let n_vars = graph.adj[g].len();
     let n_edges: usize = graph.adj[g].iter().map(|a| a.len()).sum::<usize>() / 2;
     let head = format!(
-        "`{name}` interacts with itself through {cause} ({n_vars} variables, {n_edges} interacting pairs)"
+        "`{name}` interacts with itself through {cause} ({n_vars} variables, {n_edges} interacting pair{})",
+        if n_edges == 1 { "" } else { "s" }
     );
     if c.n_colors == n_vars && n_vars > 2 {
         return format!(
@@ -130,8 +131,8 @@ fn elem_reason(model: &Model, graph: &Graph, g: usize, c: &ElemColoring) -> Stri
     }
     match &c.odd_cycle {
         None => format!(
-            "{head}: its element graph is bipartite, so a checkerboard 2-coloring samples half \
-             of it at a time"
+            "{head}: its element graph is bipartite, so a 2-coloring (a checkerboard on a \
+             lattice) updates half of it at a time"
         ),
         Some(cycle) => {
             let path: Vec<String> = cycle
@@ -264,11 +265,17 @@ fn blanket(model: &Model, graph: &Graph, g: GroupId) -> Blanket {
         .filter(|d| d.child != g && d.parents.contains(&g))
         .collect();
     let children = sorted(child_ds.iter().map(|d| d.child).collect());
+    // A child with several units of `g` among its parents couples them too: then `g` is its
+    // own co-parent (explaining away inside one layer).
+    let own = matches!(
+        graph.group_cause[g.idx()][g.idx()],
+        Some(graph::Cause::LogNorm(_))
+    );
     let co_parents = sorted(
         child_ds
             .iter()
             .flat_map(|d| d.parents.iter().copied())
-            .filter(|p| *p != g)
+            .filter(|p| *p != g || own)
             .collect(),
     );
     let neighbors = sorted(

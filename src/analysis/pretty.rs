@@ -128,32 +128,47 @@ fn coef_prec(model: &Model, c: &Coef, vars: &[IndexVar], mul: &str, ctx: u8) -> 
     }
 }
 
-/// Splits a coefficient into (constant factor, non-constant factors) through `Mul` and `Neg`.
-fn split_coef(c: &Coef) -> (f64, Vec<&Coef>) {
+/// Splits a coefficient into (constant factor, numerator factors, denominator factors)
+/// through `Mul`, `Neg` and `Div`.
+fn split_coef(c: &Coef) -> (f64, Vec<&Coef>, Vec<&Coef>) {
     match c {
-        Coef::Const(x) => (*x, vec![]),
+        Coef::Const(x) => (*x, vec![], vec![]),
         Coef::Neg(a) => {
-            let (k, f) = split_coef(a);
-            (-k, f)
+            let (k, n, d) = split_coef(a);
+            (-k, n, d)
         }
         Coef::Mul(xs) => {
             let mut k = 1.0;
-            let mut fs = Vec::new();
+            let (mut ns, mut ds) = (Vec::new(), Vec::new());
             for x in xs {
-                let (k2, f2) = split_coef(x);
+                let (k2, n2, d2) = split_coef(x);
                 k *= k2;
-                fs.extend(f2);
+                ns.extend(n2);
+                ds.extend(d2);
             }
-            (k, fs)
+            (k, ns, ds)
         }
-        _ => (1.0, vec![c]),
+        Coef::Div(a, b) => {
+            let (k, ns, mut ds) = split_coef(a);
+            let (kb, nb, db) = split_coef(b);
+            if !db.is_empty() {
+                // a / (x / y): keep the denominator whole rather than flipping it.
+                ds.push(b);
+                return (k, ns, ds);
+            }
+            let mut ns = ns;
+            ds.extend(nb);
+            let _ = &mut ns;
+            (k / kb, ns, ds)
+        }
+        _ => (1.0, vec![c], vec![]),
     }
 }
 
 /// A term as it would be written: `-v[i]·W[i, j]·h[j]`, `-0.5·v[i]·L[i, k]·v[k]`,
 /// `v[i]^2 / (2·sigma[i]^2)`. The leading sign is part of the string.
 pub fn term_str(model: &Model, t: &Term, mul: &str) -> String {
-    let (k, fs) = split_coef(&t.coef);
+    let (k, fs, ds) = split_coef(&t.coef);
     let units: Vec<String> = t
         .units
         .iter()
@@ -164,6 +179,12 @@ pub fn term_str(model: &Model, t: &Term, mul: &str) -> String {
         .map(|c| coef_prec(model, c, &t.vars, mul, 1))
         .collect();
     let mut parts: Vec<String> = Vec::new();
+    // A constant that divides (1/2) reads better as a denominator when it is a round number.
+    let (k, kden) = if k != 0.0 && (1.0 / k).fract() == 0.0 && k.abs() < 1.0 && !ds.is_empty() {
+        (k.signum(), Some(1.0 / k.abs()))
+    } else {
+        (k, None)
+    };
     if k.abs() != 1.0 || (units.is_empty() && coefs.is_empty()) {
         parts.push(num(k.abs()));
     }
@@ -174,7 +195,20 @@ pub fn term_str(model: &Model, t: &Term, mul: &str) -> String {
     }
     parts.extend(coefs);
     parts.extend(us);
-    let body = parts.join(mul);
+    let mut body = parts.join(mul);
+    if body.is_empty() {
+        body = "1".into();
+    }
+    let mut dens: Vec<String> = kden.map(num).into_iter().collect();
+    dens.extend(ds.iter().map(|c| coef_prec(model, c, &t.vars, mul, 2)));
+    if !dens.is_empty() {
+        let d = dens.join(mul);
+        body = if dens.len() > 1 {
+            format!("{body} / ({d})")
+        } else {
+            format!("{body} / {d}")
+        };
+    }
     if k < 0.0 {
         format!("-{body}")
     } else {

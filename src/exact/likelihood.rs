@@ -8,9 +8,10 @@
 //! Invariant: a data state gives the visible groups; its hidden groups' values are ignored.
 
 use super::expand::{zeros_like, Expanded};
+use super::gaussian::Mixed;
 use super::{ExactError, Joint, Space, MAX_STATES};
 use crate::ir::eval::{logsumexp, Params, State};
-use crate::ir::{GroupId, Model, Role};
+use crate::ir::{Domain, GroupId, Model, Role};
 
 pub fn hidden_groups(model: &Model) -> Vec<GroupId> {
     model
@@ -26,13 +27,26 @@ pub fn visible_groups(model: &Model) -> Vec<GroupId> {
         .collect()
 }
 
+fn has_real(model: &Model) -> bool {
+    model.groups.iter().any(|g| g.domain == Domain::Real)
+}
+
+/// Exact `log Z`: enumeration, with real groups integrated in closed form when present.
+pub fn log_z(model: &Model, params: &Params) -> Result<f64, ExactError> {
+    if has_real(model) {
+        Ok(Mixed::new(model, params)?.log_z)
+    } else {
+        Ok(Joint::new(model, params)?.log_z)
+    }
+}
+
 /// Average of `log p(v)` over `data`.
 pub fn log_likelihood(model: &Model, params: &Params, data: &[State]) -> Result<f64, ExactError> {
-    let joint = Joint::new(model, params)?;
+    let log_z = log_z(model, params)?;
     let hidden = Space::new(model, &hidden_groups(model), MAX_STATES)?;
     let ex = Expanded::new(model, params);
     let total: f64 = data.iter().map(|v| hidden.log_sum(&ex, v)).sum();
-    Ok(total / data.len() as f64 - joint.log_z)
+    Ok(total / data.len() as f64 - log_z)
 }
 
 /// `E_{p(h|v)}[dE/dtheta]`: the positive-phase statistic of one example.
@@ -60,8 +74,11 @@ pub fn grad_log_likelihood(
     params: &Params,
     data: &[State],
 ) -> Result<Params, ExactError> {
-    let joint = Joint::new(model, params)?;
-    let mut g = joint.expect_grad_energy(model, params);
+    let mut g = if has_real(model) {
+        Mixed::new(model, params)?.expect_grad_energy(model, params)
+    } else {
+        Joint::new(model, params)?.expect_grad_energy(model, params)
+    };
     let scale = 1.0 / data.len() as f64;
     for v in data {
         let pos = posterior_grad_energy(model, params, v)?;

@@ -11,7 +11,9 @@
 //! states or a real-valued group to enumerate is an `ExactError`, never a panic.
 
 pub mod expand;
+pub mod gaussian;
 pub mod likelihood;
+pub mod meanfield;
 
 pub use expand::Expanded;
 
@@ -27,6 +29,8 @@ pub enum ExactError {
     RealGroup { group: String },
     #[error("{n_states:e} joint states exceed the enumeration limit of {limit}")]
     TooLarge { n_states: f64, limit: usize },
+    #[error("the energy is not a positive-definite quadratic in the real units (discrete state {state})")]
+    NotGaussian { state: usize },
 }
 
 /// One discrete random variable: a binary or spin element, or one categorical slice.

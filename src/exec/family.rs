@@ -171,3 +171,69 @@ pub fn log_partition(family: Family, f: &Fields, k: usize) -> Array1<f64> {
     }
     out
 }
+
+/// Draws group `g` into `out` from the moments stored in `moments` (means, and second moments
+/// for Gaussian groups): valid as a Gibbs step when those moments are the exact conditionals.
+pub fn sample_from_moments(
+    ex: &super::Exec,
+    g: crate::ir::GroupId,
+    moments: &super::Batch,
+    out: &mut Array2<f32>,
+    rngs: &mut Rngs,
+) {
+    let mean = &moments.x[g.idx()];
+    let k = ex.lowered.sizes[g.idx()].1;
+    let (m, n) = mean.dim();
+    assert_eq!(rngs.len(), m, "one random stream per row");
+    for r in 0..m {
+        let rng = &mut rngs.rows[r];
+        let mu = mean.row(r);
+        let mu = mu.as_slice().expect("standard layout");
+        let mut o = out.row_mut(r);
+        let o = o.as_slice_mut().expect("standard layout");
+        match ex.family(g) {
+            Family::Bernoulli => {
+                for e in 0..n {
+                    o[e] = (rng.uniform_f32() < mu[e]) as u8 as f32;
+                }
+            }
+            Family::Spin => {
+                for e in 0..n {
+                    o[e] = if rng.uniform_f32() < 0.5 * (1.0 + mu[e]) {
+                        1.0
+                    } else {
+                        -1.0
+                    };
+                }
+            }
+            Family::Softmax => {
+                for v in 0..n / k {
+                    let u = rng.uniform_f32();
+                    let mut acc = 0.0;
+                    let mut pick = k - 1;
+                    for c in 0..k {
+                        acc += mu[v * k + c];
+                        if u < acc {
+                            pick = c;
+                            break;
+                        }
+                    }
+                    for c in 0..k {
+                        o[v * k + c] = (c == pick) as u8 as f32;
+                    }
+                }
+            }
+            Family::Gaussian => {
+                let sq = moments.sq[g.idx()]
+                    .as_ref()
+                    .expect("Gaussian moments carry E[x^2]");
+                let sq = sq.row(r);
+                for e in 0..n {
+                    let sd = (sq[e] - mu[e] * mu[e]).max(0.0).sqrt();
+                    o[e] = mu[e] + sd * rng.normal() as f32;
+                }
+            }
+            Family::Enumerate => unreachable!("Exec::new rejects Enumerate families"),
+        }
+    }
+}

@@ -12,7 +12,7 @@ pub mod rng;
 mod stats;
 mod sweep;
 
-pub use family::{log_partition, mean_of, sample_into};
+pub use family::{log_partition, mean_of, sample_from_moments, sample_into};
 pub use field::Fields;
 pub use rng::{Rng, Rngs};
 pub use sweep::Temper;

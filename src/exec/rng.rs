@@ -80,7 +80,9 @@ impl Rngs {
     /// Streams `first .. first + n` of `seed`.
     pub fn new(seed: u64, first: u64, n: usize) -> Self {
         Rngs {
-            rows: (0..n as u64).map(|k| Rng::new(seed, first + k)).collect(),
+            rows: (0..n as u64)
+                .map(|k| Rng::new(seed, first.wrapping_add(k)))
+                .collect(),
         }
     }
     pub fn len(&self) -> usize {

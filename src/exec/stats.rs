@@ -51,24 +51,42 @@ impl Exec<'_> {
         if m == 0 {
             return grads;
         }
-        let inv = 1.0 / m as f64;
+        self.grad_with(b, &vec![1.0 / m as f64; m], &mut grads);
+        grads
+    }
+
+    /// `sum_r w[r] * dE/dtheta(row r)`, one flat buffer per parameter.
+    pub fn energy_grad_weighted(&self, b: &Batch, w: &[f64]) -> Vec<Vec<f64>> {
+        assert_eq!(w.len(), b.rows(), "one weight per row");
+        let mut grads: Vec<Vec<f64>> = self
+            .model
+            .params
+            .iter()
+            .map(|p| vec![0.0; p.n_elems()])
+            .collect();
+        self.grad_with(b, w, &mut grads);
+        grads
+    }
+
+    fn grad_with(&self, b: &Batch, w: &[f64], grads: &mut [Vec<f64>]) {
         for (k, lt) in self.lowered.terms.iter().enumerate() {
             if lt.coef.params().is_empty() {
                 continue;
             }
-            let adj = self.monomial_means(TermId(k as u32), b, inv);
-            lt.coef.backprop(&self.params, &adj, &mut grads);
+            let adj = self.monomial_means(TermId(k as u32), b, w);
+            lt.coef.backprop(&self.params, &adj, grads);
         }
-        grads
     }
 
-    /// Batch average of each instance's monomial, in instance order.
-    fn monomial_means(&self, t: TermId, b: &Batch, inv: f64) -> Vec<f64> {
+    /// Row-weighted sum of each instance's monomial, in instance order.
+    fn monomial_means(&self, t: TermId, b: &Batch, w: &[f64]) -> Vec<f64> {
+        let uniform = w.windows(2).all(|p| p[0] == p[1]);
+        let wf: Array1<f32> = w.iter().map(|&x| x as f32).collect();
         let k = t.idx();
         let lt = &self.lowered.terms[k];
         let n_inst = lt.coef.n_inst();
         match &lt.kind {
-            TermKind::Const => vec![1.0; n_inst],
+            TermKind::Const => vec![w.iter().sum(); n_inst],
             TermKind::Bias {
                 group,
                 power,
@@ -77,23 +95,28 @@ impl Exec<'_> {
                 let gi = group.idx();
                 let x = &b.x[gi];
                 let col = match (power, &b.sq[gi]) {
-                    (1, _) => x.sum_axis(Axis(0)),
-                    (2, Some(sq)) => sq.sum_axis(Axis(0)),
-                    (p, _) => x.mapv(|v| v.powi(*p as i32)).sum_axis(Axis(0)),
+                    (1, _) => wf.dot(x),
+                    (2, Some(sq)) => wf.dot(sq),
+                    (p, _) => wf.dot(&x.mapv(|v| v.powi(*p as i32))),
                 };
-                elems
-                    .iter()
-                    .map(|&e| col[e as usize] as f64 * inv)
-                    .collect()
+                elems.iter().map(|&e| col[e as usize] as f64).collect()
             }
             TermKind::Dense { ga, gb, .. } => {
-                let g = b.x[ga.idx()].t().dot(&b.x[gb.idx()]);
-                g.iter().map(|&x| x as f64 * inv).collect()
+                // X_a^T diag(w) X_b: scale the smaller side's rows
+                let (xa, xb) = (&b.x[ga.idx()], &b.x[gb.idx()]);
+                let g = if uniform && !w.is_empty() {
+                    xa.t().dot(xb) * wf[0]
+                } else if xa.ncols() <= xb.ncols() {
+                    (xa * &wf.view().insert_axis(Axis(1))).t().dot(xb)
+                } else {
+                    xa.t().dot(&(xb * &wf.view().insert_axis(Axis(1))))
+                };
+                g.iter().map(|&x| x as f64).collect()
             }
             TermKind::Generic { factors, elems } => {
                 let nf = factors.len();
                 let mut out = vec![0.0f64; n_inst];
-                for r in 0..b.rows() {
+                for (r, &wr) in w.iter().enumerate() {
                     let xs: Vec<_> = b.x.iter().map(|a| a.row(r)).collect();
                     let sqs: Vec<_> = b.sq.iter().map(|s| s.as_ref().map(|a| a.row(r))).collect();
                     for (inst, o) in out.iter_mut().enumerate() {
@@ -107,10 +130,9 @@ impl Exec<'_> {
                                 (p, _) => xs[gi][e].powi(p as i32),
                             };
                         }
-                        *o += v as f64;
+                        *o += wr * v as f64;
                     }
                 }
-                out.iter_mut().for_each(|x| *x *= inv);
                 out
             }
         }

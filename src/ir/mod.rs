@@ -16,6 +16,7 @@
 //! - a term never holds the same `UnitFactor` (same group and identical index maps) twice.
 
 pub mod eval;
+pub mod init;
 
 use crate::diag::Span;
 use serde::Serialize;

@@ -1,8 +1,13 @@
 //! Integration tests: one binary, one module a feature area.
 
 mod analysis;
+mod cli;
 mod derive;
 mod exact;
 mod exec;
+mod front;
+mod interp;
 mod jit;
+mod props;
 mod runtime;
+mod train;

@@ -1,0 +1,258 @@
+//! Symbolic pieces of `explain`: local fields, precisions and gradient statistics printed as
+//! sums over index vars, with the unit's own index vars renamed to one canonical set per group
+//! so every contribution to `z_h[j]` reads in terms of the same `j`.
+//!
+//! Invariant: what is printed is the same sum the Plan defines (each contribution is one
+//! (term, slot) pair of a `FieldTerm`); nothing here decides anything.
+
+use crate::analysis::pretty::{coef_str, term_str, unit_str};
+use crate::derive::{linear_factor, Conditional, FieldTerm};
+use crate::ir::{Coef, GroupId, IndexVar, Model, ParamId, Term};
+
+/// Canonical index names for a group's axes, taken from the first field or precision term
+/// whose slot is indexed by bare vars, else `i, j, k, ..`.
+pub fn canon_names(model: &Model, c: &Conditional) -> Vec<String> {
+    let rank = model.group(c.group).shape.len();
+    for ft in c.field.iter().chain(&c.precision) {
+        let t = &model.terms[ft.term.idx()];
+        let u = &t.units[ft.slots[0]];
+        let bare: Option<Vec<String>> = u
+            .index
+            .iter()
+            .map(|a| a.as_var().map(|v| t.vars[v as usize].name.clone()))
+            .collect();
+        if let Some(b) = bare {
+            let mut d = b.clone();
+            d.dedup();
+            if d.len() == b.len() {
+                return b;
+            }
+        }
+    }
+    ["i", "j", "k", "l", "m", "n"]
+        .iter()
+        .cycle()
+        .take(rank)
+        .map(|s| s.to_string())
+        .collect()
+}
+
+/// `h[j]` with canonical names.
+pub fn unit_canon(model: &Model, g: GroupId, names: &[String]) -> String {
+    if names.is_empty() {
+        model.group(g).name.clone()
+    } else {
+        format!("{}[{}]", model.group(g).name, names.join(", "))
+    }
+}
+
+/// One contribution of `(term, slot)` to `-(sum of the term's value with the slot factor
+/// removed)`, e.g. `Σ_i v[i]·W[i, j]`. Returns a signed string (`-…` or plain).
+fn contribution(model: &Model, t: &Term, slot: usize, names: &[String], negate: bool) -> String {
+    let u = &t.units[slot];
+    let mut vars: Vec<IndexVar> = t.vars.clone();
+    let mut bound = vec![false; vars.len()];
+    let mut cond = String::new();
+    let all_bare = u.index.iter().all(|a| a.as_var().is_some());
+    if all_bare {
+        for (ax, a) in u.index.iter().enumerate() {
+            let v = a.as_var().expect("bare") as usize;
+            vars[v].name = names[ax].clone();
+            bound[v] = true;
+        }
+    }
+    // Free vars that clash with a canonical name get a prime.
+    for k in 0..vars.len() {
+        if !bound[k] && names.contains(&vars[k].name) {
+            vars[k].name.push('\'');
+        }
+    }
+    if !all_bare {
+        cond = format!(
+            ": {} = {}",
+            unit_str(model, u, &vars),
+            unit_canon(model, u.group, names)
+        );
+    }
+    let mut rest = t.clone();
+    rest.vars = vars.clone();
+    rest.units.remove(slot);
+    if negate {
+        rest.coef = Coef::Neg(Box::new(rest.coef));
+    }
+    let body = term_str(model, &rest, "·");
+    let free: Vec<&str> = (0..vars.len())
+        .filter(|&k| !bound[k])
+        .map(|k| vars[k].name.as_str())
+        .collect();
+    if free.is_empty() {
+        body
+    } else {
+        let (sign, b) = match body.strip_prefix('-') {
+            Some(b) => ("-", b.to_string()),
+            None => ("", body.clone()),
+        };
+        let sub = sum_sub(&free);
+        format!("{sign}{sub}{cond} {b}")
+    }
+}
+
+/// Joins signed parts: `a + b - c`.
+pub fn join_signed(parts: &[String]) -> String {
+    let mut s = String::new();
+    for (k, p) in parts.iter().enumerate() {
+        match (k, p.strip_prefix('-')) {
+            (0, _) => s.push_str(p),
+            (_, Some(rest)) => {
+                s.push_str(" - ");
+                s.push_str(rest);
+            }
+            (_, None) => {
+                s.push_str(" + ");
+                s.push_str(p);
+            }
+        }
+    }
+    if s.is_empty() {
+        "0".into()
+    } else {
+        s
+    }
+}
+
+fn slot_contribs(
+    model: &Model,
+    fts: &[FieldTerm],
+    names: &[String],
+    negate: bool,
+    power: Option<u32>,
+) -> Vec<String> {
+    let mut parts = Vec::new();
+    for ft in fts {
+        let t = &model.terms[ft.term.idx()];
+        for &s in &ft.slots {
+            if power.is_some_and(|p| t.units[s].power != p) {
+                continue;
+            }
+            parts.push(contribution(model, t, s, names, negate));
+        }
+    }
+    parts
+}
+
+/// The local field `z` of a conditional as a sum (linear terms, one part per slot).
+pub fn field_str(model: &Model, c: &Conditional, names: &[String]) -> String {
+    let real = model.group(c.group).domain == crate::ir::Domain::Real;
+    join_signed(&slot_contribs(
+        model,
+        &c.field,
+        names,
+        true,
+        real.then_some(1),
+    ))
+}
+
+/// `beta` of a Gaussian conditional: `2·(sum of the squares' coefficients)`.
+pub fn precision_str(model: &Model, c: &Conditional, names: &[String]) -> String {
+    let parts = slot_contribs(model, &c.precision, names, false, Some(2));
+    let mut lateral = Vec::new();
+    for ft in &c.precision {
+        if ft.slots.len() > 1 {
+            lateral.push(term_str(model, &model.terms[ft.term.idx()], "·"));
+        }
+    }
+    let mut s = format!("2·({})", join_signed(&parts));
+    if !lateral.is_empty() {
+        s.push_str(&format!(
+            " + the diagonal instances of {}",
+            lateral.join(", ")
+        ));
+    }
+    s
+}
+
+/// `∂E/∂θ` as a sum over the terms that mention θ. Linear coefficients print the statistic
+/// (`-v[i]·h[j]`), others the chain rule (`∂(coef)/∂θ · monomial`).
+pub fn grad_str(
+    model: &Model,
+    p: ParamId,
+    terms: &[crate::ir::TermId],
+    negate: bool,
+) -> (String, String) {
+    let pname = &model.param(p).name;
+    let mut head = pname.clone();
+    let mut parts = Vec::new();
+    for tid in terms {
+        let t = &model.terms[tid.idx()];
+        let pidx = find_param_index(&t.coef, p);
+        let vars = t.vars.clone();
+        // Sum over vars not fixed by the parameter's index.
+        let mut bound = vec![false; vars.len()];
+        if let Some(idx) = &pidx {
+            if idx.iter().all(|a| a.as_var().is_some()) {
+                for a in idx {
+                    bound[a.as_var().expect("bare") as usize] = true;
+                }
+                if head == *pname {
+                    head = format!(
+                        "{pname}{}",
+                        crate::analysis::pretty::index_str(idx, &t.vars)
+                    );
+                }
+            }
+        }
+        let monomial = Term {
+            vars: vars.clone(),
+            units: t.units.clone(),
+            coef: Coef::Const(1.0),
+            origin: t.origin,
+            span: t.span,
+        };
+        let mono = term_str(model, &monomial, "·");
+        let body = match linear_factor(&t.coef, p) {
+            Some(k) => {
+                let mut m = monomial.clone();
+                m.coef = Coef::Const(if negate { -k } else { k });
+                term_str(model, &m, "·")
+            }
+            None => format!(
+                "{}∂({})/∂{pname} · {mono}",
+                if negate { "-" } else { "" },
+                coef_str(model, &t.coef, &vars, "·")
+            ),
+        };
+        let free: Vec<&str> = (0..vars.len())
+            .filter(|&k| !bound[k])
+            .map(|k| vars[k].name.as_str())
+            .collect();
+        parts.push(if free.is_empty() || pidx.is_none() {
+            body
+        } else {
+            let (sign, b) = match body.strip_prefix('-') {
+                Some(b) => ("-", b.to_string()),
+                None => ("", body.clone()),
+            };
+            format!("{sign}{} {b}", sum_sub(&free))
+        });
+    }
+    (head, join_signed(&parts))
+}
+
+fn find_param_index(c: &Coef, p: ParamId) -> Option<Vec<crate::ir::Affine>> {
+    match c {
+        Coef::Param { param, index } if *param == p => Some(index.clone()),
+        Coef::Param { .. } | Coef::Const(_) => None,
+        Coef::Add(xs) | Coef::Mul(xs) => xs.iter().find_map(|x| find_param_index(x, p)),
+        Coef::Div(a, b) => find_param_index(a, p).or_else(|| find_param_index(b, p)),
+        Coef::Powi(a, _) | Coef::Neg(a) | Coef::Func(_, a) => find_param_index(a, p),
+    }
+}
+
+/// `Σ_i` or `Σ_{i,k}`.
+pub fn sum_sub(free: &[&str]) -> String {
+    if free.len() == 1 {
+        format!("Σ_{}", free[0])
+    } else {
+        format!("Σ_{{{}}}", free.join(","))
+    }
+}

@@ -1,0 +1,121 @@
+//! The parameter update of models.md §0.4 — `dθ <- κ dθ + η (g - λ θ)`, `θ <- θ + dθ` — with
+//! parameter constraints kept by projection, and the divergence check.
+//!
+//! Invariant: `fixed` parameters never change; `symmetric` and `zero_diagonal` hold exactly
+//! after every update (projection), `positive` parameters stay `>= POSITIVE_FLOOR`; weight
+//! decay applies only to couplings (parameters every term of which has two or more units).
+
+use crate::ir::eval::Params;
+use crate::ir::{Constraint, Model};
+
+/// Smallest value a `positive` parameter is projected to.
+pub const POSITIVE_FLOOR: f64 = 1e-4;
+
+/// Per-parameter facts the optimizer needs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParamRules {
+    pub fixed: bool,
+    pub decayed: bool,
+    pub symmetric: bool,
+    pub zero_diagonal: bool,
+    pub positive: bool,
+    /// side of the square matrix for symmetric / zero_diagonal (its last two axes)
+    pub side: usize,
+}
+
+pub fn rules(model: &Model) -> Vec<ParamRules> {
+    model
+        .param_ids()
+        .map(|p| {
+            let prm = model.param(p);
+            let mut mentioned = false;
+            let mut all_coupling = true;
+            for t in &model.terms {
+                if crate::derive::coef_params(&t.coef).contains(&p) {
+                    mentioned = true;
+                    all_coupling &= t.units.len() >= 2;
+                }
+            }
+            ParamRules {
+                fixed: prm.has(Constraint::Fixed),
+                decayed: mentioned && all_coupling,
+                symmetric: prm.has(Constraint::Symmetric),
+                zero_diagonal: prm.has(Constraint::ZeroDiagonal),
+                positive: prm.has(Constraint::Positive),
+                side: prm.shape.last().copied().unwrap_or(1),
+            }
+        })
+        .collect()
+}
+
+/// Makes `v` (a stack of `side x side` matrices) satisfy the constraints.
+pub fn project(r: &ParamRules, v: &mut [f64]) {
+    let n = r.side;
+    if (r.symmetric || r.zero_diagonal) && n > 0 && v.len().is_multiple_of(n * n) {
+        for mat in v.chunks_mut(n * n) {
+            if r.symmetric {
+                for i in 0..n {
+                    for j in i + 1..n {
+                        let s = 0.5 * (mat[i * n + j] + mat[j * n + i]);
+                        mat[i * n + j] = s;
+                        mat[j * n + i] = s;
+                    }
+                }
+            }
+            if r.zero_diagonal {
+                for i in 0..n {
+                    mat[i * n + i] = 0.0;
+                }
+            }
+        }
+    }
+    if r.positive {
+        v.iter_mut().for_each(|x| *x = x.max(POSITIVE_FLOOR));
+    }
+}
+
+/// Why an update was refused.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Divergence {
+    pub param: String,
+    pub value: f64,
+}
+
+/// Applies one update in place. On divergence (a non-finite value or one above `max_abs`)
+/// leaves `params` and `velocity` unchanged and says which parameter blew up.
+#[allow(clippy::too_many_arguments)]
+pub fn apply(
+    model: &Model,
+    rules: &[ParamRules],
+    params: &mut Params,
+    velocity: &mut [Vec<f64>],
+    grad: &[Vec<f64>],
+    lr: f64,
+    momentum: f64,
+    weight_decay: f64,
+    max_abs: f64,
+) -> Result<(), Divergence> {
+    let mut new_p = params.clone();
+    let mut new_v = velocity.to_vec();
+    for (k, r) in rules.iter().enumerate() {
+        if r.fixed {
+            continue;
+        }
+        let lambda = if r.decayed { weight_decay } else { 0.0 };
+        let (p, v, g) = (&mut new_p.values[k], &mut new_v[k], &grad[k]);
+        for e in 0..p.len() {
+            v[e] = momentum * v[e] + lr * (g[e] - lambda * p[e]);
+            p[e] += v[e];
+        }
+        project(r, p);
+        if let Some(&bad) = p.iter().find(|x| !x.is_finite() || x.abs() > max_abs) {
+            return Err(Divergence {
+                param: model.param(crate::ir::ParamId(k as u32)).name.clone(),
+                value: bad,
+            });
+        }
+    }
+    *params = new_p;
+    velocity.clone_from_slice(&new_v);
+    Ok(())
+}

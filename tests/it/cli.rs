@@ -1,0 +1,88 @@
+//! The `ebmc` binary end to end: exit codes, rendered diagnostics, and the demo's files.
+
+use std::process::Command;
+
+fn ebmc(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_ebmc"))
+        .args(args)
+        .env("EBMC_NO_PROGRESS", "1")
+        .output()
+        .expect("run ebmc");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_accepts_every_stdlib_model() {
+    for name in ebmc::front::stdlib_names() {
+        let (code, out, err) = ebmc(&["check", name]);
+        assert_eq!(code, 0, "{name}: {err}");
+        assert!(out.starts_with("ok: model"), "{name}: {out}");
+    }
+}
+
+#[test]
+fn bad_file_gives_caret_diagnostic_and_nonzero_exit() {
+    let dir = std::env::temp_dir().join(format!("ebmc-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("bad.ebm");
+    std::fs::write(
+        &path,
+        "model m(n = 3) {\n    visible v[n] : binary\n    energy = -v[i] * Q[i]\n}\n",
+    )
+    .unwrap();
+    let (code, _, err) = ebmc(&["check", path.to_str().unwrap()]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("bad.ebm:3:"), "no file:line:col in {err}");
+    assert!(err.contains('^'), "no caret in {err}");
+    assert!(
+        err.contains("`Q`"),
+        "does not name the unknown parameter: {err}"
+    );
+}
+
+#[test]
+fn missing_file_and_bad_override_are_errors_not_panics() {
+    let (code, _, err) = ebmc(&["check", "no/such/file.ebm"]);
+    assert_ne!(code, 0);
+    assert!(!err.contains("panicked"), "{err}");
+    let (code, _, err) = ebmc(&["check", "rbm", "--set", "nh"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("NAME=VALUE"), "{err}");
+}
+
+#[test]
+fn explain_dbm_shows_odd_even_blocks_and_json_parses() {
+    let (code, out, err) = ebmc(&[
+        "explain", "dbm", "--set", "nv=4", "--set", "n1=3", "--set", "n2=2",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("1. {v (all 4), h2 (all 2)}"), "{out}");
+    assert!(out.contains("2. {h1 (all 3)}"), "{out}");
+    let (code, out, _) = ebmc(&["explain", "dbm", "--json"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("valid JSON");
+    assert!(v.is_object());
+}
+
+#[test]
+fn logz_exact_matches_the_library() {
+    let (code, out, err) = ebmc(&["logz", "ising", "--exact", "--set", "L=3"]);
+    assert_eq!(code, 0, "{err}");
+    let (p, _, d) = ebmc::front::compile_str(
+        "ising",
+        ebmc::front::stdlib_source("ising").unwrap(),
+        &ebmc::front::CompileOptions {
+            overrides: vec![("L".into(), 3.0)],
+        },
+    );
+    assert!(d.is_empty());
+    let m = p.models.last().unwrap();
+    let z = ebmc::exact::Joint::new(m, &m.init_params(0, None))
+        .unwrap()
+        .log_z;
+    assert!(out.contains(&format!("log Z = {z:.10}")), "{out} vs {z}");
+}
