@@ -7,6 +7,7 @@ mod exact;
 mod exec;
 mod front;
 mod interp;
+mod jit;
 mod props;
 mod runtime;
 mod train;
