@@ -698,3 +698,36 @@ fn lateral_dense(rng: &mut StdRng, b: &mut Builder, g: GroupId, s: f64) {
     let c = Coef::Mul(vec![Coef::Const(-0.5), pref(p, var_index(0, 2))]);
     b.term(vars, units, c, Origin::Energy);
 }
+
+/// Random parameter values for any model (a compiled stdlib model, say): N(0, sd) for free
+/// elements, symmetric with a zero diagonal where constrained so, |x| + 0.5 where positive;
+/// `fixed` parameters keep their initialiser's value.
+pub fn random_params(model: &Model, seed: u64, sd: f64) -> Params {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut out = model.default_params();
+    for (k, p) in model.params.iter().enumerate() {
+        if p.has(Constraint::Fixed) {
+            continue;
+        }
+        let n = p.n_elems();
+        let mut v = normal_vec(&mut rng, n, sd);
+        if p.has(Constraint::Positive) {
+            v.iter_mut().for_each(|x| *x = x.abs() + 0.5);
+        }
+        if p.shape.len() == 2 && p.shape[0] == p.shape[1] {
+            let m = p.shape[0];
+            for i in 0..m {
+                for j in 0..m {
+                    if p.has(Constraint::Symmetric) && j < i {
+                        v[i * m + j] = v[j * m + i];
+                    }
+                    if p.has(Constraint::ZeroDiagonal) && i == j {
+                        v[i * m + j] = 0.0;
+                    }
+                }
+            }
+        }
+        out.values[k] = v;
+    }
+    out
+}

@@ -47,6 +47,9 @@ impl Graph {
                 g.add_clique(&vs, Cause::Term(ti));
             });
         }
+        // Log-normaliser cliques repeat (every child of a layer has the whole layer as
+        // parents): add each distinct clique once.
+        let mut seen: BTreeSet<Vec<VarRef>> = BTreeSet::new();
         for (li, l) in model.lognorms.iter().enumerate() {
             for_each_assignment(&lognorm_rest_vars(l), |r| {
                 let mut vs = Vec::new();
@@ -59,7 +62,10 @@ impl Graph {
                 }
                 vs.sort();
                 vs.dedup();
-                g.add_clique(&vs, Cause::LogNorm(li));
+                if vs.len() >= 2 && !seen.contains(&vs) {
+                    g.add_clique(&vs, Cause::LogNorm(li));
+                    seen.insert(vs);
+                }
             });
         }
         g

@@ -159,7 +159,7 @@ pub fn coef_grad(
 ) -> Vec<(ParamId, usize, f64)> {
     let mut out = Vec::new();
     back(model, c, params, assign, 1.0, &mut out);
-    out.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    out.sort_by_key(|a| (a.0, a.1));
     let mut merged: Vec<(ParamId, usize, f64)> = Vec::with_capacity(out.len());
     for (p, o, d) in out {
         match merged.last_mut() {

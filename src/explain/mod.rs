@@ -90,31 +90,58 @@ fn group_names(model: &Model, gs: &[GroupId]) -> String {
 }
 
 fn schedule_lines(model: &Model, s: &Schedule) -> Vec<String> {
-    s.blocks
-        .iter()
-        .enumerate()
-        .map(|(k, b)| {
-            let ms: Vec<String> = b
-                .members
-                .iter()
-                .map(|m| {
-                    let g = model.group(m.group);
-                    match &m.elems {
-                        None => format!("{} (all {})", g.name, g.n_vars()),
-                        Some(e) if e.len() == 1 => crate::analysis::var_name(
-                            model,
-                            crate::analysis::VarRef {
-                                group: m.group,
-                                var: e[0],
-                            },
-                        ),
-                        Some(e) => format!("{} ({} of {} variables)", g.name, e.len(), g.n_vars()),
-                    }
-                })
-                .collect();
-            format!("{}. {{{}}}", k + 1, ms.join(", "))
-        })
-        .collect()
+    let single = |k: usize| -> Option<(GroupId, usize)> {
+        match &s.blocks[k].members[..] {
+            [m] => match m.elems.as_deref() {
+                Some([e]) => Some((m.group, *e)),
+                _ => None,
+            },
+            _ => None,
+        }
+    };
+    let name = |g: GroupId, var: usize| {
+        crate::analysis::var_name(model, crate::analysis::VarRef { group: g, var })
+    };
+    let mut out = Vec::new();
+    let mut k = 0;
+    while k < s.blocks.len() {
+        // A run of single-site blocks of one group prints as one line.
+        if let Some((g, first)) = single(k) {
+            let mut end = k + 1;
+            while end < s.blocks.len() && single(end).is_some_and(|(h, _)| h == g) {
+                end += 1;
+            }
+            if end - k > 3 {
+                let (_, last) = single(end - 1).expect("run of single sites");
+                out.push(format!(
+                    "{}–{}. {{{}}}, …, {{{}}}: one variable of `{}` at a time ({} blocks)",
+                    k + 1,
+                    end,
+                    name(g, first),
+                    name(g, last),
+                    model.group(g).name,
+                    end - k
+                ));
+                k = end;
+                continue;
+            }
+        }
+        let ms: Vec<String> = s.blocks[k]
+            .members
+            .iter()
+            .map(|m| {
+                let g = model.group(m.group);
+                match &m.elems {
+                    None => format!("{} (all {})", g.name, g.n_vars()),
+                    Some(e) if e.len() == 1 => name(m.group, e[0]),
+                    Some(e) => format!("{} ({} of {} variables)", g.name, e.len(), g.n_vars()),
+                }
+            })
+            .collect();
+        out.push(format!("{}. {{{}}}", k + 1, ms.join(", ")));
+        k += 1;
+    }
+    out
 }
 
 /// Lines describing one conditional.

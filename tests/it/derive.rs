@@ -143,7 +143,7 @@ fn check_gradients(model: &Model, params: &Params, plan: &Plan, seed: u64) {
     let g = energy_grad(model, plan, params, &state);
     for p in model.param_ids() {
         let fixed = model.param(p).has(Constraint::Fixed);
-        for e in 0..params.values[p.idx()].len() {
+        for (e, &got) in g[p.idx()].iter().enumerate() {
             let h = 1e-5;
             let mut pp = params.clone();
             pp.values[p.idx()][e] += h;
@@ -151,7 +151,6 @@ fn check_gradients(model: &Model, params: &Params, plan: &Plan, seed: u64) {
             pp.values[p.idx()][e] -= 2.0 * h;
             let down = model.energy(&pp, &state);
             let fd = if fixed { 0.0 } else { (up - down) / (2.0 * h) };
-            let got = g[p.idx()][e];
             assert!(
                 (fd - got).abs() < 1e-6 * (1.0 + fd.abs()),
                 "dE/d{}[{e}]: plan {got}, finite difference {fd}",
@@ -415,21 +414,84 @@ fn second_moments_flagged() {
     assert!(plan.meanfield.reason.contains("second moments"));
 }
 
-#[test]
-fn explain_print_debug() {
-    if std::env::var("EBMC_PRINT").is_err() {
+/// Golden `explain` output (with any analysis/derivation diagnostics rendered first) for the
+/// stdlib models and every `tests/golden/*.ebm`. `UPDATE_EXPECT=1` rewrites the expectations.
+fn golden(name: &str, file: &str, text: &str, overrides: &[(&str, f64)]) {
+    use ebmc::front::{compile_str, render, CompileOptions};
+    let opts = CompileOptions {
+        overrides: overrides.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+    };
+    let (prog, sources, diags) = compile_str(file, text, &opts);
+    assert!(
+        diags.iter().all(|d| !d.is_error()),
+        "{}",
+        render(&diags, &sources)
+    );
+    assert!(!prog.models.is_empty(), "{name}: no model compiled");
+    let mut out = String::new();
+    for m in &prog.models {
+        let (s, d1) = analyze(m);
+        let (p, d2) = derive(m, &s);
+        let mut ds = d1;
+        ds.extend(d2);
+        out.push_str(&render(&ds, &sources));
+        out.push_str(&ebmc::explain::explain_text(m, &p));
+        // The JSON form is deterministic too and carries the same sections.
+        let j = ebmc::explain::explain_json(m, &p);
+        assert_eq!(j, ebmc::explain::explain_json(m, &p));
+        assert_eq!(
+            j["conditionals"].as_array().map(|a| a.is_empty()),
+            Some(false)
+        );
+    }
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(format!("{name}.explain.txt"));
+    if std::env::var("UPDATE_EXPECT").is_ok() {
+        std::fs::write(&path, &out).expect("write golden file");
         return;
     }
-    for (m, _) in [
-        dbm(3, 2, 2),
-        ising(5, 0.44),
-        sbn(2, 3, 2),
-        grbm(2, 2, true),
-        bm(3, 2),
-        rbm(3, 2, Domain::Spin, Domain::Binary),
-    ] {
-        let (s, _) = analyze(&m);
-        let (p, _) = derive(&m, &s);
-        println!("{}", ebmc::explain::explain_text(&m, &p));
+    let want = std::fs::read_to_string(&path)
+        .unwrap_or_else(|_| panic!("missing {}; run with UPDATE_EXPECT=1", path.display()));
+    if want != out {
+        let first = want
+            .lines()
+            .zip(out.lines())
+            .position(|(a, b)| a != b)
+            .unwrap_or(want.lines().count().min(out.lines().count()));
+        panic!(
+            "{name}: explain output differs from {} at line {}:\n  want: {:?}\n  got:  {:?}\n(UPDATE_EXPECT=1 regenerates)",
+            path.display(),
+            first + 1,
+            want.lines().nth(first),
+            out.lines().nth(first)
+        );
+    }
+}
+
+#[test]
+fn golden_stdlib() {
+    for name in ebmc::front::stdlib_names() {
+        let text = ebmc::front::stdlib_source(name).expect("stdlib model");
+        golden(name, &format!("stdlib/{name}.ebm"), text, &[]);
+    }
+    let ising = ebmc::front::stdlib_source("ising").expect("ising");
+    golden("ising_odd", "stdlib/ising.ebm", ising, &[("L", 5.0)]);
+}
+
+#[test]
+fn golden_files() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("tests/golden exists")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "ebm"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 6);
+    for f in files {
+        let text = std::fs::read_to_string(&f).expect("read golden source");
+        let stem = f.file_stem().and_then(|s| s.to_str()).expect("utf-8 name");
+        golden(stem, &format!("tests/golden/{stem}.ebm"), &text, &[]);
     }
 }

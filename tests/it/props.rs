@@ -54,48 +54,57 @@ fn derived_conditionals_equal_brute_force() {
     let mut families = [0usize; 5];
     for (m, p) in corpus() {
         let plan = plan_of(&m);
-        let it = Interp::new(&m, &plan, p.clone());
-        let ex = Expanded::new(&m, &p);
-        for _ in 0..3 {
-            let st = testgen::random_state(&m, &mut rng);
-            for v in all_vars(&m) {
-                families[plan.conditionals[v.group.idx()].family as usize] += 1;
-                match it.field(&st, v) {
-                    Cond::Gaussian { z, beta } => {
-                        let (mean, prec) = exact::gaussian_conditional(&ex, &st, v.group, v.var);
-                        assert!(
-                            (z / beta - mean).abs() < 1e-9 * (1.0 + mean.abs()),
-                            "{}",
-                            m.name
-                        );
-                        assert!(
-                            (beta - prec).abs() < 1e-9 * (1.0 + prec.abs()),
-                            "{}",
-                            m.name
-                        );
-                    }
-                    c => {
-                        let var = exact::vars_of(&m, v.group).unwrap()[v.var];
-                        let want = exact::conditional(&ex, &st, &var);
-                        let got = c.probs();
-                        for (a, b) in got.iter().zip(&want) {
-                            assert!(
-                                (a - b).abs() < 1e-9,
-                                "{} var {v:?}: derived {got:?} vs brute force {want:?}",
-                                m.name
-                            );
-                        }
-                    }
-                }
-                n += 1;
-            }
+        for c in &plan.conditionals {
+            families[c.family as usize] += m.group(c.group).n_vars();
         }
+        n += check_conditionals(&m, &p, &plan, &mut rng);
     }
     assert!(n > 5000, "checked {n} conditionals");
     assert!(
         families.iter().all(|&f| f > 50),
         "every family exercised: {families:?}"
     );
+}
+
+/// Derived vs brute-force conditional of every variable on 3 random states; returns the count.
+pub fn check_conditionals(m: &Model, p: &Params, plan: &Plan, rng: &mut StdRng) -> usize {
+    let it = Interp::new(m, plan, p.clone());
+    let ex = Expanded::new(m, p);
+    let mut n = 0;
+    for _ in 0..3 {
+        let st = testgen::random_state(m, rng);
+        for v in all_vars(m) {
+            match it.field(&st, v) {
+                Cond::Gaussian { z, beta } => {
+                    let (mean, prec) = exact::gaussian_conditional(&ex, &st, v.group, v.var);
+                    assert!(
+                        (z / beta - mean).abs() < 1e-9 * (1.0 + mean.abs()),
+                        "{}",
+                        m.name
+                    );
+                    assert!(
+                        (beta - prec).abs() < 1e-9 * (1.0 + prec.abs()),
+                        "{}",
+                        m.name
+                    );
+                }
+                c => {
+                    let var = exact::vars_of(m, v.group).unwrap()[v.var];
+                    let want = exact::conditional(&ex, &st, &var);
+                    let got = c.probs();
+                    for (a, b) in got.iter().zip(&want) {
+                        assert!(
+                            (a - b).abs() < 1e-9,
+                            "{} var {v:?}: derived {got:?} vs brute force {want:?}",
+                            m.name
+                        );
+                    }
+                }
+            }
+            n += 1;
+        }
+    }
+    n
 }
 
 /// The derived free energy equals `-log sum exp(-E)` over the summed groups' states with the
@@ -106,29 +115,34 @@ fn derived_free_energy_equals_log_sum() {
     let mut summed_any = 0;
     for (m, p) in corpus() {
         let plan = plan_of(&m);
-        let it = Interp::new(&m, &plan, p.clone());
         summed_any += !plan.free_energy.summed.is_empty() as usize;
-        for _ in 0..3 {
-            let st = testgen::random_state(&m, &mut rng);
-            let want = exact::free_energy(&m, &p, &st, &plan.free_energy.summed).unwrap();
-            let got = it.free_energy(&st);
-            assert!(
-                (got - want).abs() < 1e-9 * (1.0 + want.abs()),
-                "{}: derived F {got} vs brute force {want} (summed {:?})",
-                m.name,
-                plan.free_energy.summed
-            );
-            // the summed groups' values must not matter
-            let mut st2 = testgen::random_state(&m, &mut rng);
-            for g in m.group_ids() {
-                if !plan.free_energy.summed.contains(&g) {
-                    st2.values[g.idx()] = st.values[g.idx()].clone();
-                }
-            }
-            assert!((it.free_energy(&st2) - got).abs() < 1e-9 * (1.0 + got.abs()));
-        }
+        check_free_energy(&m, &p, &plan, &mut rng);
     }
     assert!(summed_any > 200, "models with summed groups: {summed_any}");
+}
+
+/// Derived vs brute-force free energy on 3 random states, and independence of the summed
+/// groups' values.
+pub fn check_free_energy(m: &Model, p: &Params, plan: &Plan, rng: &mut StdRng) {
+    let it = Interp::new(m, plan, p.clone());
+    for _ in 0..3 {
+        let st = testgen::random_state(m, rng);
+        let want = exact::free_energy(m, p, &st, &plan.free_energy.summed).unwrap();
+        let got = it.free_energy(&st);
+        assert!(
+            (got - want).abs() < 1e-9 * (1.0 + want.abs()),
+            "{}: derived F {got} vs brute force {want} (summed {:?})",
+            m.name,
+            plan.free_energy.summed
+        );
+        let mut st2 = testgen::random_state(m, rng);
+        for g in m.group_ids() {
+            if !plan.free_energy.summed.contains(&g) {
+                st2.values[g.idx()] = st.values[g.idx()].clone();
+            }
+        }
+        assert!((it.free_energy(&st2) - got).abs() < 1e-9 * (1.0 + got.abs()));
+    }
 }
 
 /// Mean-field fixed points: run the derived updates (plan blocks, no damping: coordinate
@@ -139,45 +153,54 @@ fn meanfield_fixed_points_satisfy_their_equations() {
     let mut rng = StdRng::seed_from_u64(3);
     let (mut checked, mut models) = (0, 0);
     for (m, p) in corpus() {
-        let mut plan = plan_of(&m);
-        if !plan.meanfield.supported || !m.directed.is_empty() {
-            continue;
+        let plan = plan_of(&m);
+        if let Some(n) = check_meanfield(&m, &p, &plan, &mut rng) {
+            checked += n;
+            models += 1;
         }
-        let hidden = exact::meanfield::hidden_vars(&m).unwrap();
-        let space: usize = hidden.iter().map(|v| v.n_states).product();
-        if hidden.is_empty() || space > 1024 {
-            continue;
-        }
-        plan.meanfield.iters = 20_000;
-        plan.meanfield.tol = 1e-13;
-        plan.meanfield.damping = 0.0;
-        let it = Interp::new(&m, &plan, p.clone());
-        let ex = Expanded::new(&m, &p);
-        let vis = testgen::random_state(&m, &mut rng);
-        let r = it.meanfield(&vis, None).unwrap();
-        assert!(
-            r.converged,
-            "{}: max delta {} after {}",
-            m.name, r.max_delta, r.iters
-        );
-        for v in &hidden {
-            let want = exact::meanfield::meanfield_update(&m, &ex, &vis, &r.q.first, v).unwrap();
-            for (k, w) in want.iter().enumerate() {
-                let got = exact::meanfield::q_prob(v, &r.q.first, k);
-                assert!(
-                    (got - w).abs() < 1e-8,
-                    "{} {v:?}: Q {got} vs update {w}",
-                    m.name
-                );
-            }
-            checked += 1;
-        }
-        models += 1;
     }
     assert!(
         models > 100 && checked > 300,
         "{models} models, {checked} variables"
     );
+}
+
+/// Runs the derived mean field to convergence and checks every hidden variable against the
+/// brute-force update; `None` when mean field does not apply or the hidden space is too big.
+pub fn check_meanfield(m: &Model, p: &Params, plan: &Plan, rng: &mut StdRng) -> Option<usize> {
+    if !plan.meanfield.supported || !m.directed.is_empty() {
+        return None;
+    }
+    let hidden = exact::meanfield::hidden_vars(m).unwrap();
+    let space: usize = hidden.iter().map(|v| v.n_states).product();
+    if hidden.is_empty() || space > 1024 {
+        return None;
+    }
+    let mut plan = plan.clone();
+    plan.meanfield.iters = 20_000;
+    plan.meanfield.tol = 1e-13;
+    plan.meanfield.damping = 0.0;
+    let it = Interp::new(m, &plan, p.clone());
+    let ex = Expanded::new(m, p);
+    let vis = testgen::random_state(m, rng);
+    let r = it.meanfield(&vis, None).unwrap();
+    assert!(
+        r.converged,
+        "{}: max delta {} after {}",
+        m.name, r.max_delta, r.iters
+    );
+    for v in &hidden {
+        let want = exact::meanfield::meanfield_update(m, &ex, &vis, &r.q.first, v).unwrap();
+        for (k, w) in want.iter().enumerate() {
+            let got = exact::meanfield::q_prob(v, &r.q.first, k);
+            assert!(
+                (got - w).abs() < 1e-8,
+                "{} {v:?}: Q {got} vs update {w}",
+                m.name
+            );
+        }
+    }
+    Some(hidden.len())
 }
 
 /// Calls `f(probability, state)` over the exact joint: every state of a discrete model, or
@@ -234,62 +257,76 @@ fn gradient_statistics_equal_finite_differences() {
     let (mut n_exact, mut n_fd) = (0, 0);
     for (m, p) in models {
         let plan = plan_of(&m);
-        let it = Interp::new(&m, &plan, p.clone());
-        let mut neg = ebmc::exact::expand::zeros_like(&p);
-        for_each_exact(&m, &p, |pr, s| {
-            let g = it.grad_energy(s);
-            for (a, b) in neg.values.iter_mut().zip(&g.values) {
-                a.iter_mut().zip(b).for_each(|(x, y)| *x += pr * y);
-            }
-        });
-        let data: Vec<State> = (0..3)
-            .map(|_| testgen::random_state(&m, &mut rng))
-            .collect();
-        let mut grad = neg;
-        for v in &data {
-            let pos = positive_phase(&m, &it, &plan, v);
-            for (a, b) in grad.values.iter_mut().zip(&pos.values) {
-                a.iter_mut()
-                    .zip(b)
-                    .for_each(|(x, y)| *x -= y / data.len() as f64);
-            }
-        }
-        let want = grad_log_likelihood(&m, &p, &data).unwrap();
-        let stat: Vec<_> = plan.gradients.iter().map(|g| g.param).collect();
-        for (pid, e) in param_elems(&m) {
-            if !stat.contains(&pid) {
-                assert!(m.param(pid).has(ebmc::ir::Constraint::Fixed), "{}", m.name);
-                continue;
-            }
-            let (a, b) = (grad.values[pid.idx()][e], want.values[pid.idx()][e]);
-            assert!(
-                (a - b).abs() < 1e-9 * (1.0 + b.abs()),
-                "{} {}[{e}]: {a} vs {b}",
-                m.name,
-                m.param(pid).name
-            );
-            n_exact += 1;
-            if rng.random_bool(0.15) {
-                let h = 1e-5;
-                let mut pp = p.clone();
-                pp.values[pid.idx()][e] += h;
-                let up = log_likelihood(&m, &pp, &data).unwrap();
-                pp.values[pid.idx()][e] -= 2.0 * h;
-                let dn = log_likelihood(&m, &pp, &data).unwrap();
-                let fd = (up - dn) / (2.0 * h);
-                assert!(
-                    (fd - a).abs() <= 1e-6 * fd.abs().max(a.abs()) + 1e-7,
-                    "{}: {a} vs fd {fd}",
-                    m.name
-                );
-                n_fd += 1;
-            }
-        }
+        let (a, b) = check_gradients(&m, &p, &plan, &mut rng, 0.15);
+        n_exact += a;
+        n_fd += b;
     }
     assert!(
         n_exact > 2000 && n_fd > 250,
         "{n_exact} exact, {n_fd} finite-difference checks"
     );
+}
+
+/// Derived positive minus negative phase vs the enumerated log-likelihood gradient on every
+/// element, and vs central finite differences on a fraction `fd` of them; returns both counts.
+pub fn check_gradients(
+    m: &Model,
+    p: &Params,
+    plan: &Plan,
+    rng: &mut StdRng,
+    fd: f64,
+) -> (usize, usize) {
+    let it = Interp::new(m, plan, p.clone());
+    let mut neg = ebmc::exact::expand::zeros_like(p);
+    for_each_exact(m, p, |pr, s| {
+        let g = it.grad_energy(s);
+        for (a, b) in neg.values.iter_mut().zip(&g.values) {
+            a.iter_mut().zip(b).for_each(|(x, y)| *x += pr * y);
+        }
+    });
+    let data: Vec<State> = (0..3).map(|_| testgen::random_state(m, rng)).collect();
+    let mut grad = neg;
+    for v in &data {
+        let pos = positive_phase(m, &it, plan, v);
+        for (a, b) in grad.values.iter_mut().zip(&pos.values) {
+            a.iter_mut()
+                .zip(b)
+                .for_each(|(x, y)| *x -= y / data.len() as f64);
+        }
+    }
+    let want = grad_log_likelihood(m, p, &data).unwrap();
+    let stat: Vec<_> = plan.gradients.iter().map(|g| g.param).collect();
+    let (mut n_exact, mut n_fd) = (0, 0);
+    for (pid, e) in param_elems(m) {
+        if !stat.contains(&pid) {
+            assert!(m.param(pid).has(ebmc::ir::Constraint::Fixed), "{}", m.name);
+            continue;
+        }
+        let (a, b) = (grad.values[pid.idx()][e], want.values[pid.idx()][e]);
+        assert!(
+            (a - b).abs() < 1e-9 * (1.0 + b.abs()),
+            "{} {}[{e}]: {a} vs {b}",
+            m.name,
+            m.param(pid).name
+        );
+        n_exact += 1;
+        if rng.random_bool(fd) {
+            let h = 1e-5;
+            let mut pp = p.clone();
+            pp.values[pid.idx()][e] += h;
+            let up = log_likelihood(m, &pp, &data).unwrap();
+            pp.values[pid.idx()][e] -= 2.0 * h;
+            let dn = log_likelihood(m, &pp, &data).unwrap();
+            let f = (up - dn) / (2.0 * h);
+            assert!(
+                (f - a).abs() <= 1e-6 * f.abs().max(a.abs()) + 1e-7,
+                "{}: {a} vs fd {f}",
+                m.name
+            );
+            n_fd += 1;
+        }
+    }
+    (n_exact, n_fd)
 }
 
 /// Positive phase of a Gaussian-visible model (real v clamped, binary h summed): the derived
