@@ -11,6 +11,7 @@ pub mod derive;
 pub mod diag;
 pub mod exact;
 pub mod exec;
+pub mod experiment;
 pub mod explain;
 pub mod front;
 pub mod interp;
