@@ -9,6 +9,7 @@ pub mod analysis;
 pub mod cli;
 pub mod derive;
 pub mod diag;
+pub mod eval;
 pub mod exact;
 pub mod exec;
 pub mod experiment;
