@@ -15,6 +15,8 @@ pub mod explain;
 pub mod front;
 pub mod interp;
 pub mod ir;
+pub mod jit;
+pub mod kernel;
 pub mod lower;
 pub mod runtime;
 pub mod sema;

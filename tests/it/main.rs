@@ -8,6 +8,7 @@ mod exec;
 mod front;
 mod fuzz;
 mod interp;
+mod jit;
 mod props;
 mod runtime;
 mod train;
