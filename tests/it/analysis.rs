@@ -471,3 +471,32 @@ fn random_models_blocks_are_valid() {
         "the generator exercises element colorings: {self_interacting}"
     );
 }
+
+#[test]
+fn meanfield_user_schedule_warnings() {
+    let (m, _) = bm(2, 2);
+    let (v_, h) = (GroupId(0), GroupId(1));
+    let m = with_schedule(
+        m,
+        ScheduleKind::MeanField {
+            iters: 5,
+            damping: 0.5,
+            tol: 1e-4,
+        },
+        vec![step(&[h], &[], 2), step(&[v_], &[], 9)],
+    );
+    let (s, diags) = analyze(&m);
+    let msgs: Vec<String> = diags
+        .iter()
+        .map(|d| format!("{:?} {} {}", d.severity, d.code, d.message))
+        .collect();
+    assert_eq!(
+        msgs,
+        vec![
+            "Warning E0401 `update h` is not a valid block: term `-0.5*h[i]*J[i, k]*h[k]` couples h[0] and h[1]",
+            "Warning E0404 `update v` updates visible `v`, which mean field keeps clamped to the data",
+        ]
+    );
+    // Warnings only: the user's (damped) schedule is used.
+    assert!(s.meanfield_schedule.user);
+}
