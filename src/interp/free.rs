@@ -80,11 +80,12 @@ impl Interp<'_> {
     /// rest, as the free energy's summed groups are).
     pub fn conditional_moments(&self, state: &State, groups: &[GroupId]) -> ExpectedState {
         let mut m = ExpectedState::from_state(state);
+        let mut scratch = state.clone();
         for &g in groups {
             let domain = self.model.group(g).domain;
             let k = self.model.group(g).n_states();
             for v in member_vars(self.model, g, &None) {
-                let mo = self.field(state, v).moments(domain);
+                let mo = self.field_mut(&mut scratch, v).moments(domain);
                 for (c, (a, b)) in mo.into_iter().enumerate() {
                     m.first[g.idx()][v.var * k + c] = a;
                     m.second[g.idx()][v.var * k + c] = b;
