@@ -220,3 +220,150 @@ fn back(
         }
     }
 }
+
+/// Symbolic `d coef / d θ[index]`, treating only occurrences of `param` with exactly this
+/// `index` as the variable (other elements are constants). `None` where the derivative has no
+/// expression in `Coef` (`abs`). Lightly simplified (constants folded, ones and zeros dropped);
+/// used for printing, while `coef_grad` is what numbers come from.
+pub fn coef_deriv(c: &Coef, param: ParamId, index: &[crate::ir::Affine]) -> Option<Coef> {
+    let d = |x: &Coef| coef_deriv(x, param, index);
+    Some(match c {
+        Coef::Const(_) => Coef::Const(0.0),
+        Coef::Param { param: p, index: i } => {
+            Coef::Const(if *p == param && i == index { 1.0 } else { 0.0 })
+        }
+        Coef::Add(xs) => add(xs.iter().map(d).collect::<Option<Vec<_>>>()?),
+        Coef::Mul(xs) => {
+            let mut parts = Vec::new();
+            for k in 0..xs.len() {
+                let dk = d(&xs[k])?;
+                if is_zero(&dk) {
+                    continue;
+                }
+                let mut f: Vec<Coef> = xs.clone();
+                f[k] = dk;
+                parts.push(mul(f));
+            }
+            add(parts)
+        }
+        Coef::Div(a, b) => {
+            let (da, db) = (d(a)?, d(b)?);
+            let first = if is_zero(&da) {
+                Coef::Const(0.0)
+            } else {
+                div(da, (**b).clone())
+            };
+            if is_zero(&db) {
+                first
+            } else {
+                let second = neg(div(mul(vec![(**a).clone(), db]), Coef::Powi(b.clone(), 2)));
+                add(vec![first, second])
+            }
+        }
+        Coef::Powi(a, n) => {
+            let da = d(a)?;
+            let pow = match n - 1 {
+                0 => Coef::Const(1.0),
+                1 => (**a).clone(),
+                m => Coef::Powi(a.clone(), m),
+            };
+            mul(vec![Coef::Const(*n as f64), pow, da])
+        }
+        Coef::Neg(a) => neg(d(a)?),
+        Coef::Func(f, a) => {
+            let da = d(a)?;
+            if is_zero(&da) {
+                return Some(Coef::Const(0.0));
+            }
+            let x = (**a).clone();
+            let fx = |g: Func| Coef::Func(g, Box::new(x.clone()));
+            let outer = match f {
+                Func::Exp => fx(Func::Exp),
+                Func::Log => div(Coef::Const(1.0), x.clone()),
+                Func::Sqrt => div(Coef::Const(0.5), fx(Func::Sqrt)),
+                Func::Sigmoid => mul(vec![
+                    fx(Func::Sigmoid),
+                    add(vec![Coef::Const(1.0), neg(fx(Func::Sigmoid))]),
+                ]),
+                Func::Softplus => fx(Func::Sigmoid),
+                Func::Tanh => add(vec![
+                    Coef::Const(1.0),
+                    neg(Coef::Powi(Box::new(fx(Func::Tanh)), 2)),
+                ]),
+                Func::Abs => return None,
+            };
+            mul(vec![outer, da])
+        }
+    })
+}
+
+fn is_zero(c: &Coef) -> bool {
+    matches!(c, Coef::Const(x) if *x == 0.0)
+}
+
+fn neg(c: Coef) -> Coef {
+    match c {
+        Coef::Const(x) => Coef::Const(-x),
+        Coef::Neg(a) => *a,
+        c => Coef::Neg(Box::new(c)),
+    }
+}
+
+fn add(xs: Vec<Coef>) -> Coef {
+    let mut k = 0.0;
+    let mut rest = Vec::new();
+    for x in xs {
+        match x {
+            Coef::Const(c) => k += c,
+            Coef::Add(ys) => rest.extend(ys),
+            x => rest.push(x),
+        }
+    }
+    if k != 0.0 {
+        rest.push(Coef::Const(k));
+    }
+    match rest.len() {
+        0 => Coef::Const(0.0),
+        1 => rest.pop().expect("one element"),
+        _ => Coef::Add(rest),
+    }
+}
+
+fn mul(xs: Vec<Coef>) -> Coef {
+    let mut k = 1.0;
+    let mut rest = Vec::new();
+    let mut flat = xs;
+    while let Some(x) = flat.pop() {
+        match x {
+            Coef::Const(c) => k *= c,
+            Coef::Mul(ys) => flat.extend(ys),
+            Coef::Neg(a) => {
+                k = -k;
+                flat.push(*a);
+            }
+            x => rest.push(x),
+        }
+    }
+    rest.reverse();
+    if k == 0.0 {
+        return Coef::Const(0.0);
+    }
+    if rest.is_empty() {
+        return Coef::Const(k);
+    }
+    if k != 1.0 {
+        rest.insert(0, Coef::Const(k));
+    }
+    if rest.len() == 1 {
+        rest.pop().expect("one element")
+    } else {
+        Coef::Mul(rest)
+    }
+}
+
+fn div(a: Coef, b: Coef) -> Coef {
+    match b {
+        Coef::Const(x) if x == 1.0 => a,
+        b => Coef::Div(Box::new(a), Box::new(b)),
+    }
+}

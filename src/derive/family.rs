@@ -41,6 +41,9 @@ pub fn conditional(model: &Model, g: GroupId) -> (Conditional, Vec<Diagnostic>, 
         // Total power of each touched variable per instance: 1 -> field, 2 -> precision.
         let (mut has1, mut has2, mut over) = (false, false, 0u32);
         for_each_assignment(&t.vars, |a| {
+            if zero_at(model, &t.coef, a) {
+                return;
+            }
             let mut pw: Vec<(usize, u32)> = Vec::new();
             for &k in &slots {
                 let off = model.unit_offset(&t.units[k], a);
@@ -213,4 +216,24 @@ fn check_positive(
         "add a positive quadratic term such as `{}[i]^2 / (2 * sigma[i]^2)` with `sigma` declared `positive`",
         gr.name
     )));
+}
+
+/// Whether a coefficient is zero at an instance because it is a product with a `zero_diagonal`
+/// parameter read on its diagonal (the `i = k` instances of `v[i]*L[i,k]*v[k]`): such instances
+/// contribute nothing, in particular no curvature.
+fn zero_at(model: &Model, c: &crate::ir::Coef, a: &[usize]) -> bool {
+    use crate::ir::{Coef, Constraint};
+    match c {
+        Coef::Param { param, index } => {
+            model.param(*param).has(Constraint::ZeroDiagonal) && index.len() >= 2 && {
+                let v0 = index[0].eval(a);
+                index.iter().all(|x| x.eval(a) == v0)
+            }
+        }
+        Coef::Const(x) => *x == 0.0,
+        Coef::Mul(xs) => xs.iter().any(|x| zero_at(model, x, a)),
+        Coef::Neg(x) | Coef::Powi(x, _) => zero_at(model, x, a),
+        Coef::Div(x, _) => zero_at(model, x, a),
+        Coef::Add(_) | Coef::Func(..) => false,
+    }
 }

@@ -6,7 +6,7 @@
 //! (term, slot) pair of a `FieldTerm`); nothing here decides anything.
 
 use crate::analysis::pretty::{coef_str, term_str, unit_str};
-use crate::derive::{linear_factor, Conditional, FieldTerm};
+use crate::derive::{coef_deriv, linear_factor, Conditional, FieldTerm};
 use crate::ir::{Coef, GroupId, IndexVar, Model, ParamId, Term};
 
 /// Canonical index names for a group's axes, taken from the first field or precision term
@@ -209,13 +209,19 @@ pub fn grad_str(
             span: t.span,
         };
         let mono = term_str(model, &monomial, "·");
-        let body = match linear_factor(&t.coef, p) {
-            Some(k) => {
+        let sym = pidx.as_ref().and_then(|idx| coef_deriv(&t.coef, p, idx));
+        let body = match (linear_factor(&t.coef, p), sym) {
+            (Some(k), _) => {
                 let mut m = monomial.clone();
                 m.coef = Coef::Const(if negate { -k } else { k });
                 term_str(model, &m, "·")
             }
-            None => format!(
+            (None, Some(d)) => {
+                let mut m = monomial.clone();
+                m.coef = if negate { Coef::Neg(Box::new(d)) } else { d };
+                term_str(model, &m, "·")
+            }
+            (None, None) => format!(
                 "{}∂({})/∂{pname} · {mono}",
                 if negate { "-" } else { "" },
                 coef_str(model, &t.coef, &vars, "·")

@@ -264,7 +264,7 @@ fn gradient_lines(model: &Model, plan: &Plan) -> Vec<String> {
             ));
         }
         out.push(line);
-        if gs.linear {
+        if gs.lognorms.is_empty() {
             let (_, phi) = grad_str(model, gs.param, &gs.terms, true);
             out.push(format!(
                 "  ∂ log p(v)/∂{head} = ⟨{phi}⟩_data - ⟨{phi}⟩_model"

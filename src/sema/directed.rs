@@ -177,9 +177,9 @@ fn one(
                     .span
                     .to(c.index.last().map_or(c.child.span, |e| e.span)),
                 format!(
-                    "unit group `{}` has {} axes but is indexed with {}",
+                    "unit group `{}` has {} but is indexed with {}",
                     group.name,
-                    group.shape.len(),
+                    crate::sema::axes(group.shape.len()),
                     c.index.len()
                 ),
             )

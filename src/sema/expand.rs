@@ -425,7 +425,10 @@ impl Expander<'_> {
                     self.err(
                         "E0302",
                         span,
-                        format!("unit group `{n}` has {k} axes but is used without an index"),
+                        format!(
+                            "unit group `{n}` has {} but is used without an index",
+                            super::axes(k)
+                        ),
                     );
                     return None;
                 }
@@ -443,7 +446,10 @@ impl Expander<'_> {
                     self.err(
                         "E0302",
                         span,
-                        format!("parameter `{n}` has {k} axes but is used without an index"),
+                        format!(
+                            "parameter `{n}` has {} but is used without an index",
+                            super::axes(k)
+                        ),
                     );
                     return None;
                 }
@@ -512,8 +518,8 @@ impl Expander<'_> {
                     "E0302",
                     span,
                     format!(
-                        "{kind} `{n}` has {} axes but is indexed with {}",
-                        shape.len(),
+                        "{kind} `{n}` has {} but is indexed with {}",
+                        crate::sema::axes(shape.len()),
                         idx.len()
                     ),
                 )

@@ -1,0 +1,258 @@
+//! JIT benchmarks (not timed tests): `cargo bench --bench jit [-- FILTER]`.
+//!
+//! Prints one human line and one `BENCH {json}` line per measurement; `bench/compare.py`
+//! runs this and the numpy / PyTorch peers in one go and prints ratios.
+//! - `ising`: 2-D Ising 512x512 heat-bath checkerboard, JIT (f32x4, 1 and 2 threads) vs a
+//!   hand-written natural-layout Rust loop (scalar `exp`, xoshiro256++); spin updates / ns.
+//! - `epilogue`: the fused `sigmoid(acc + bias)` + Bernoulli draw over `[100, 500]`, JIT vs a
+//!   plain Rust loop; elements / ns.
+//! - `compile`: analyse + derive + build kernels + Cranelift compile of the Ising model.
+
+use ebmc::exec::Rng;
+use ebmc::ir::eval::Params;
+use ebmc::ir::{Affine, Coef, Domain, IndexVar, Model, Origin, Role, UnitFactor};
+use ebmc::jit::kernels::{Epilogue, LatticeSweep};
+use ebmc::kernel::build::EpilogueFamily;
+use ebmc::kernel::RngArgs;
+use ebmc::testgen::Builder;
+use std::time::Instant;
+
+fn report(name: &str, value: f64, unit: &str) {
+    println!("{name:<44} {value:>12.4} {unit}");
+    println!("BENCH {{\"name\": \"{name}\", \"value\": {value}, \"unit\": \"{unit}\"}}");
+}
+
+/// Best of `reps` runs of `f`, in seconds.
+fn best(reps: usize, mut f: impl FnMut()) -> f64 {
+    (0..reps)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+/// `E = -J sum s[i,j] (s[i+1,j] + s[i,j+1]) - h sum s[i,j]` on a periodic `l x l` lattice.
+pub fn ising(l: usize, j: f64, h: f64) -> (Model, Params) {
+    let mut b = Builder::new("ising");
+    let s = b.group("s", &[l, l], Domain::Spin, Role::Visible);
+    let jp = b.param("J", &[], vec![j], vec![]);
+    let hp = b.param("h", &[], vec![h], vec![]);
+    let vars = || {
+        vec![
+            IndexVar {
+                name: "i".into(),
+                extent: l,
+            },
+            IndexVar {
+                name: "j".into(),
+                extent: l,
+            },
+        ]
+    };
+    let bare = || vec![Affine::var(0), Affine::var(1)];
+    let sh = |v: u32, d: i64| Affine {
+        coeffs: vec![(v, 1)],
+        offset: d,
+        modulo: Some(l as i64),
+    };
+    for (d0, d1) in [(1, 0), (0, 1)] {
+        let u0 = UnitFactor {
+            group: s,
+            index: bare(),
+            power: 1,
+        };
+        let u1 = UnitFactor {
+            group: s,
+            index: vec![sh(0, d0), sh(1, d1)],
+            power: 1,
+        };
+        let c = Coef::Neg(Box::new(Coef::Param {
+            param: jp,
+            index: vec![],
+        }));
+        b.term(vars(), vec![u0, u1], c, Origin::Energy);
+    }
+    let u0 = UnitFactor {
+        group: s,
+        index: bare(),
+        power: 1,
+    };
+    let c = Coef::Neg(Box::new(Coef::Param {
+        param: hp,
+        index: vec![],
+    }));
+    b.term(vars(), vec![u0], c, Origin::Energy);
+    b.finish()
+}
+
+/// The hand-written loop a user would write: natural layout, i8 spins, scalar exp.
+fn ising_plain(s: &mut [i8], l: usize, beta_j: f32, beta_h: f32, rng: &mut Rng) {
+    for c in 0..2 {
+        for i in 0..l {
+            let up = ((i + l - 1) % l) * l;
+            let dn = ((i + 1) % l) * l;
+            let row = i * l;
+            let mut jj = (i + c) % 2;
+            while jj < l {
+                let lf = row + (jj + l - 1) % l;
+                let rt = row + (jj + 1) % l;
+                let nb = (s[up + jj] + s[dn + jj] + s[lf] + s[rt]) as f32;
+                let z = beta_j * nb + beta_h;
+                let p = 1.0 / (1.0 + (-2.0 * z).exp());
+                s[row + jj] = if rng.uniform_f32() < p { 1 } else { -1 };
+                jj += 2;
+            }
+        }
+    }
+}
+
+fn bench_ising() {
+    let l = 512;
+    let sweeps = 40;
+    let (bj, bh) = (0.44, 0.0);
+    let (model, params) = ising(l, bj, bh);
+    let mut sw =
+        LatticeSweep::new(&model, ebmc::ir::GroupId(0), None, 1, &params).expect("lattice");
+    let updates = (l * l * sweeps) as f64;
+    for threads in [1, 2] {
+        let mut step = 0u64;
+        let t = best(3, || {
+            for _ in 0..sweeps {
+                sw.sweep(
+                    RngArgs {
+                        seed: 1,
+                        stream0: 0,
+                        step,
+                    },
+                    threads,
+                )
+                .expect("sweep");
+                step += 1;
+            }
+        });
+        report(
+            &format!("ising512/jit/threads={threads}"),
+            updates / t / 1e9,
+            "updates/ns",
+        );
+    }
+    let mag: f32 = sw.state(0).iter().sum::<f32>() / (l * l) as f32;
+    println!("  (jit magnetisation after the runs: {mag:.3})");
+    let mut s = vec![1i8; l * l];
+    let mut rng = Rng::new(1, 0);
+    let t = best(3, || {
+        for _ in 0..sweeps {
+            ising_plain(&mut s, l, bj as f32, bh as f32, &mut rng);
+        }
+    });
+    report(
+        "ising512/plain_rust/threads=1",
+        updates / t / 1e9,
+        "updates/ns",
+    );
+}
+
+fn epilogue_plain(
+    acc: &[f32],
+    bias: &[f32],
+    p: &mut [f32],
+    x: &mut [f32],
+    n: usize,
+    rngs: &mut [Rng],
+) {
+    for (r, rng) in rngs.iter_mut().enumerate() {
+        for c in 0..n {
+            let pr = 1.0 / (1.0 + (-(acc[r * n + c] + bias[c])).exp());
+            p[r * n + c] = pr;
+            x[r * n + c] = (rng.uniform_f32() < pr) as u8 as f32;
+        }
+    }
+}
+
+fn bench_epilogue() {
+    let (rows, n) = (100, 500);
+    let ep = Epilogue::compile(rows, n, EpilogueFamily::Bernoulli).expect("epilogue");
+    let mut g = Rng::new(3, 3);
+    let mut acc: Vec<f32> = (0..rows * n).map(|_| g.uniform_f32() * 8.0 - 4.0).collect();
+    let mut bias: Vec<f32> = (0..n).map(|_| g.uniform_f32() - 0.5).collect();
+    let (mut p, mut x) = (vec![0.0; rows * n], vec![0.0; rows * n]);
+    let reps = 200;
+    let elems = (rows * n * reps) as f64;
+    for threads in [1, 2] {
+        let t = best(5, || {
+            for step in 0..reps as u64 {
+                ep.run_mut(
+                    &mut acc,
+                    &mut bias,
+                    &mut p,
+                    &mut x,
+                    RngArgs {
+                        seed: 1,
+                        stream0: 0,
+                        step,
+                    },
+                    threads,
+                )
+                .expect("epilogue");
+            }
+        });
+        report(
+            &format!("epilogue100x500/jit/threads={threads}"),
+            elems / t / 1e9,
+            "elems/ns",
+        );
+    }
+    let mut rngs: Vec<Rng> = (0..rows as u64).map(|r| Rng::new(1, r)).collect();
+    let t = best(5, || {
+        for _ in 0..reps {
+            epilogue_plain(&acc, &bias, &mut p, &mut x, n, &mut rngs);
+        }
+    });
+    report(
+        "epilogue100x500/plain_rust/threads=1",
+        elems / t / 1e9,
+        "elems/ns",
+    );
+}
+
+fn bench_compile() {
+    let (model, params) = ising(512, 0.44, 0.0);
+    let t = best(5, || {
+        let (structure, _) = ebmc::analysis::analyze(&model);
+        let (plan, _) = ebmc::derive::derive(&model, &structure);
+        let sw = LatticeSweep::new(
+            &model,
+            ebmc::ir::GroupId(0),
+            Some(&plan.structure.schedule),
+            1,
+            &params,
+        );
+        let sw = sw.or_else(|_| LatticeSweep::new(&model, ebmc::ir::GroupId(0), None, 1, &params));
+        assert!(sw.is_ok());
+    });
+    report("compile/ising512/analyze+derive+jit", t * 1e3, "ms");
+    let t = best(5, || {
+        let sw = LatticeSweep::new(&model, ebmc::ir::GroupId(0), None, 1, &params);
+        assert!(sw.is_ok());
+    });
+    report("compile/ising512/jit_only", t * 1e3, "ms");
+}
+
+fn main() {
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let on = |name: &str| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str()));
+    if on("compile") {
+        bench_compile();
+    }
+    if on("epilogue") {
+        bench_epilogue();
+    }
+    if on("ising") {
+        bench_ising();
+    }
+}

@@ -1,0 +1,273 @@
+//! The Cranelift back end: kernel IR -> Cranelift IR -> native code, and the safe handle that
+//! runs it (on one thread, or on several over disjoint slices of the `par` loop).
+//!
+//! One [`JitModule`] per compiled model owns the `JITModule` (the executable memory) together
+//! with the function pointers into it: all kernels are declared, then defined, then finalised
+//! once; the memory is freed when the handle drops. The only host helper is `logf`
+//! (`extern "C"`, registered with `JITBuilder::symbol`); `exp` and the random generator are
+//! inlined.
+//!
+//! Invariant: a kernel is compiled only after `Kernel::check` proved its indices in range, and
+//! it is called only with buffers of exactly the declared lengths, so generated code never
+//! touches memory outside them. Compilation failures are `CompileKernelError`s.
+
+mod codegen;
+pub mod kernels;
+
+use crate::kernel::check::Checked;
+use crate::kernel::eval::check_sizes;
+use crate::kernel::{CompileKernelError, Kernel, RngArgs};
+use cranelift_codegen::ir::types::{F32, I64};
+use cranelift_codegen::ir::{AbiParam, UserFuncName};
+use cranelift_codegen::settings::{self, Configurable};
+use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
+use cranelift_jit::{JITBuilder, JITModule};
+use cranelift_module::{default_libcall_names, Linkage, Module};
+use std::ops::Range;
+
+/// `fn(bufs, rng = [seed, stream0, step], lo, hi)`: runs the kernel with its `par` loop
+/// restricted to `lo..hi` (clamped to the extent).
+type KernelFn = unsafe extern "C" fn(*const *mut f32, *const u64, u64, u64);
+
+extern "C" fn ebmc_logf(x: f32) -> f32 {
+    crate::kernel::mathf::log(x)
+}
+
+/// How to compile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct JitConfig {
+    /// run Cranelift's IR verifier on every function (on in debug builds and tests)
+    pub verify: bool,
+    /// optimise for speed (`opt_level = speed`); `false` is `none`
+    pub optimize: bool,
+}
+
+impl Default for JitConfig {
+    fn default() -> Self {
+        JitConfig {
+            verify: cfg!(debug_assertions),
+            optimize: true,
+        }
+    }
+}
+
+struct Compiled {
+    kernel: Kernel,
+    f: KernelFn,
+    checked: Checked,
+    clif: String,
+}
+
+/// Native code for a set of kernels (one model), with its executable memory.
+pub struct JitModule {
+    module: Option<JITModule>,
+    kernels: Vec<Compiled>,
+}
+
+// SAFETY: the module is immutable after finalisation; the code it holds is re-entrant (kernels
+// keep no state outside their arguments), so calling it from several threads is fine.
+unsafe impl Send for JitModule {}
+unsafe impl Sync for JitModule {}
+
+impl Drop for JitModule {
+    fn drop(&mut self) {
+        if let Some(m) = self.module.take() {
+            // SAFETY: `self.kernels` (the only holders of pointers into this memory) die with
+            // `self`, and no call can be running since we hold `&mut self`.
+            unsafe { m.free_memory() };
+        }
+    }
+}
+
+/// Raw buffer pointers handed to worker threads.
+#[derive(Clone, Copy)]
+struct Ptrs<'a>(&'a [*mut f32]);
+// SAFETY: workers get disjoint `par` ranges of a kernel that `check` proved par-separable,
+// so no element is written by one thread and touched by another.
+unsafe impl Send for Ptrs<'_> {}
+unsafe impl Sync for Ptrs<'_> {}
+
+impl JitModule {
+    /// Checks and compiles `kernels` into one module. Function `k` is `kernels[k]`.
+    pub fn compile(kernels: &[Kernel], cfg: JitConfig) -> Result<Self, CompileKernelError> {
+        let checked: Vec<Checked> = kernels
+            .iter()
+            .map(|k| k.check())
+            .collect::<Result<_, _>>()?;
+        let cg = |k: &Kernel, msg: String| CompileKernelError::Codegen {
+            kernel: k.name.clone(),
+            msg,
+        };
+        let mut flags = settings::builder();
+        let set = |f: &mut settings::Builder, k: &str, v: &str| {
+            f.set(k, v)
+                .map_err(|e| CompileKernelError::Host(format!("setting {k}: {e}")))
+        };
+        set(&mut flags, "use_colocated_libcalls", "false")?;
+        set(&mut flags, "is_pic", "false")?;
+        set(
+            &mut flags,
+            "opt_level",
+            if cfg.optimize { "speed" } else { "none" },
+        )?;
+        set(
+            &mut flags,
+            "enable_verifier",
+            if cfg.verify { "true" } else { "false" },
+        )?;
+        let isa = cranelift_native::builder()
+            .map_err(|e| CompileKernelError::Host(e.to_string()))?
+            .finish(settings::Flags::new(flags))
+            .map_err(|e| CompileKernelError::Host(e.to_string()))?;
+        let mut jb = JITBuilder::with_isa(isa, default_libcall_names());
+        jb.symbol("ebmc_logf", ebmc_logf as *const u8);
+        let mut module = JITModule::new(jb);
+
+        let ptr = module.target_config().pointer_type();
+        let mut sig = module.make_signature();
+        for _ in 0..2 {
+            sig.params.push(AbiParam::new(ptr));
+        }
+        sig.params.push(AbiParam::new(I64));
+        sig.params.push(AbiParam::new(I64));
+        let mut log_sig = module.make_signature();
+        log_sig.params.push(AbiParam::new(F32));
+        log_sig.returns.push(AbiParam::new(F32));
+        let log_id = module
+            .declare_function("ebmc_logf", Linkage::Import, &log_sig)
+            .map_err(|e| CompileKernelError::Host(e.to_string()))?;
+
+        let mut ids = Vec::new();
+        for (i, k) in kernels.iter().enumerate() {
+            let name = format!("k{i}_{}", k.name);
+            let id = module
+                .declare_function(&name, Linkage::Local, &sig)
+                .map_err(|e| cg(k, e.to_string()))?;
+            ids.push(id);
+        }
+        let mut ctx = module.make_context();
+        let mut fbc = FunctionBuilderContext::new();
+        let mut clifs = Vec::new();
+        for (k, &id) in kernels.iter().zip(&ids) {
+            ctx.func.signature = sig.clone();
+            ctx.func.name = UserFuncName::user(0, id.as_u32());
+            {
+                let b = FunctionBuilder::new(&mut ctx.func, &mut fbc);
+                let log_fn = module.declare_func_in_func(log_id, b.func);
+                codegen::Gen::emit(k, b, log_fn, module.target_config());
+            }
+            clifs.push(ctx.func.display().to_string());
+            module.define_function(id, &mut ctx).map_err(|e| {
+                let detail = match e {
+                    cranelift_module::ModuleError::Compilation(ce) => {
+                        cranelift_codegen::print_errors::pretty_error(&ctx.func, ce)
+                    }
+                    other => other.to_string(),
+                };
+                cg(k, detail)
+            })?;
+            module.clear_context(&mut ctx);
+        }
+        module
+            .finalize_definitions()
+            .map_err(|e| CompileKernelError::Host(e.to_string()))?;
+        let compiled = kernels
+            .iter()
+            .zip(ids)
+            .zip(checked)
+            .zip(clifs)
+            .map(|(((k, id), checked), clif)| {
+                let p = module.get_finalized_function(id);
+                // SAFETY: `p` is the finalised code of a function with signature `sig`, which
+                // is `KernelFn`'s C ABI.
+                let f = unsafe { std::mem::transmute::<*const u8, KernelFn>(p) };
+                Compiled {
+                    kernel: k.clone(),
+                    f,
+                    checked,
+                    clif,
+                }
+            })
+            .collect();
+        Ok(JitModule {
+            module: Some(module),
+            kernels: compiled,
+        })
+    }
+
+    pub fn n_kernels(&self) -> usize {
+        self.kernels.len()
+    }
+
+    pub fn kernel(&self, k: usize) -> &Kernel {
+        &self.kernels[k].kernel
+    }
+
+    /// The Cranelift IR of kernel `k` as emitted (before optimisation): `--emit clif`.
+    pub fn clif(&self, k: usize) -> &str {
+        &self.kernels[k].clif
+    }
+
+    /// Whether kernel `k`'s `par` loop may be split across threads.
+    pub fn par_safe(&self, k: usize) -> bool {
+        self.kernels[k].checked.par_safe
+    }
+
+    /// Runs kernel `k` over `range` of its `par` loop (`None`: all of it) on this thread.
+    pub fn run(
+        &self,
+        k: usize,
+        bufs: &mut [&mut [f32]],
+        rng: RngArgs,
+        range: Option<Range<usize>>,
+    ) -> Result<(), CompileKernelError> {
+        let c = &self.kernels[k];
+        let lens: Vec<usize> = bufs.iter().map(|b| b.len()).collect();
+        check_sizes(&c.kernel, &lens)?;
+        let ptrs: Vec<*mut f32> = bufs.iter_mut().map(|b| b.as_mut_ptr()).collect();
+        let r = range.unwrap_or(0..usize::MAX);
+        // SAFETY: buffer lengths match the declaration, so every access `check` proved in
+        // range is in bounds; `&mut` borrows guarantee nobody else touches the buffers.
+        unsafe { call(c.f, &ptrs, rng, r) };
+        Ok(())
+    }
+
+    /// Runs kernel `k` on `threads` threads, each on a contiguous slice of the `par` loop.
+    /// Falls back to one thread when the kernel has no par loop or is not par-separable.
+    /// The result does not depend on `threads` (draws are counter-based).
+    pub fn run_par(
+        &self,
+        k: usize,
+        bufs: &mut [&mut [f32]],
+        rng: RngArgs,
+        threads: usize,
+    ) -> Result<(), CompileKernelError> {
+        let c = &self.kernels[k];
+        let ext = c.kernel.par_extent().unwrap_or(1);
+        let threads = threads.clamp(1, ext);
+        if threads == 1 || !c.checked.par_safe {
+            return self.run(k, bufs, rng, None);
+        }
+        let lens: Vec<usize> = bufs.iter().map(|b| b.len()).collect();
+        check_sizes(&c.kernel, &lens)?;
+        let ptrs: Vec<*mut f32> = bufs.iter_mut().map(|b| b.as_mut_ptr()).collect();
+        let p = Ptrs(&ptrs);
+        let f = c.f;
+        std::thread::scope(|s| {
+            for t in 0..threads {
+                let r = ext * t / threads..ext * (t + 1) / threads;
+                s.spawn(move || {
+                    let p = p;
+                    // SAFETY: see `Ptrs`; lengths were checked above.
+                    unsafe { call(f, p.0, rng, r) }
+                });
+            }
+        });
+        Ok(())
+    }
+}
+
+unsafe fn call(f: KernelFn, ptrs: &[*mut f32], rng: RngArgs, r: Range<usize>) {
+    let args = [rng.seed, rng.stream0, rng.step];
+    f(ptrs.as_ptr(), args.as_ptr(), r.start as u64, r.end as u64)
+}
