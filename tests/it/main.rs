@@ -1,5 +1,6 @@
 //! Integration tests: one binary, one module a feature area.
 
+mod ais;
 mod analysis;
 mod cli;
 mod derive;
