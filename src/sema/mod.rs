@@ -84,7 +84,7 @@ pub fn check_model(input: &ModelInput, sources: &SourceMap) -> Checked {
                 ex.expand(&en.expr)
             };
             let Some(poly) = poly else { continue };
-            let poly = expand::combine(poly);
+            let poly = expand::combine(poly, &cx.model.groups);
             let mut tb = TermBuilder {
                 groups: &cx.model.groups,
                 var_names: &vars.names,

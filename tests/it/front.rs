@@ -629,3 +629,100 @@ fn conv_rbm_energy_matches_direct_convolution() {
         close(m.energy(&pr, &st), e);
     }
 }
+
+#[test]
+fn use_by_path_imports_every_model_of_the_file() {
+    let dir = std::env::temp_dir().join(format!("ebmc-front-use-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    std::fs::write(
+        dir.join("lib.ebm"),
+        "/// A\nmodel a(n = 2) { visible v[n] : spin\n energy = -v[i] }\n\
+         /// B\nmodel b(n = 3) { visible v[n] : binary\n energy = v[i] }\n",
+    )
+    .expect("write lib");
+    std::fs::write(
+        dir.join("main.ebm"),
+        "use \"lib.ebm\"\nmodel c = b(n = 5)\n",
+    )
+    .expect("write main");
+    let (p, sm, d) = ebmc::front::compile_file(&dir.join("main.ebm"), &CompileOptions::default());
+    std::fs::remove_dir_all(&dir).ok();
+    assert!(d.is_empty(), "{}", render(&d, &sm));
+    let names: Vec<(&str, usize)> = p
+        .models
+        .iter()
+        .map(|m| (m.name.as_str(), m.groups[0].shape[0]))
+        .collect();
+    assert_eq!(names, vec![("a", 2), ("b", 3), ("c", 5)]);
+}
+
+#[test]
+fn unmatched_override_and_broken_models_are_reported() {
+    let opts = CompileOptions {
+        overrides: vec![("nq".into(), 3.0)],
+    };
+    let (p, _, d) = compile_str("t.ebm", stdlib_source("rbm").expect("rbm"), &opts);
+    assert_eq!(p.models.len(), 1);
+    assert_eq!(d.len(), 1);
+    assert!(
+        d[0].message
+            .contains("`--set nq=...` matches no model argument"),
+        "{}",
+        d[0].message
+    );
+    // a model with an error is left out of the program, a good one next to it stays
+    let src = "model bad(n = 2) { visible v[n] : binary\n energy = -w[i] }\n\
+               model good(n = 2) { visible v[n] : binary\n energy = -v[i] }";
+    let (p, _, d) = compile_str("t.ebm", src, &CompileOptions::default());
+    assert_eq!(d.len(), 1);
+    assert_eq!(
+        p.models.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(),
+        vec!["good"]
+    );
+}
+
+/// Spin squares vanish into constants, binary squares become linear, and like terms merge.
+#[test]
+fn unit_powers_are_canonicalised() {
+    let src = "model m(n = 3) {
+        visible s[n] : spin
+        visible x[n] : binary
+        visible r[n] : real
+        param a[n] = 0
+        energy = s[i]^2 * a[i] + x[i]^2 * a[i] + s[i]^3 + r[i]^2 + x[i] * x[i] * r[i] + 2 * s[i] - s[i]
+    }";
+    let m = model_with(src, &[]);
+    let summary: Vec<Vec<(u32, u32)>> = m
+        .terms
+        .iter()
+        .map(|t| t.units.iter().map(|u| (u.group.0, u.power)).collect())
+        .collect();
+    // s^2 a -> a (no units); x^2 a -> x a; s^3 -> s (merged with 2s - s); r^2; x^2 r -> x r
+    assert_eq!(
+        summary,
+        vec![
+            vec![],
+            vec![(1, 1)],
+            vec![(0, 1)],
+            vec![(2, 2)],
+            vec![(1, 1), (2, 1)]
+        ]
+    );
+    let mut rng = StdRng::seed_from_u64(12);
+    for _ in 0..10 {
+        let p = random_params(&m, &mut rng);
+        let st = random_state(&m, &mut rng);
+        let (s, x, r, a) = (&st.values[0], &st.values[1], &st.values[2], &p.values[0]);
+        let e: f64 = (0..3)
+            .map(|i| {
+                s[i].powi(2) * a[i]
+                    + x[i].powi(2) * a[i]
+                    + s[i].powi(3)
+                    + r[i].powi(2)
+                    + x[i] * x[i] * r[i]
+                    + s[i]
+            })
+            .sum();
+        close(m.energy(&p, &st), e);
+    }
+}
