@@ -242,6 +242,9 @@ impl Loader {
                     format!("unknown model `{}`", mi.base.name),
                 );
                 d = match did_you_mean(&mi.base.name, &cands) {
+                    Some(s) if s == mi.base.name => {
+                        d.with_hint(format!("`{s}` is a stdlib model: add `use {s}` first"))
+                    }
                     Some(s)
                         if STDLIB_NAMES.contains(&s)
                             && !self.entries.iter().any(|e| e.name == s) =>

@@ -6,6 +6,7 @@ mod compile;
 mod demo;
 mod exact;
 mod inspect;
+mod run;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -61,6 +62,26 @@ pub enum Command {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
+    /// Run a file's experiment: its `train`, `sample` and `evaluate` items, in order
+    Run {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// output directory (default: out/FILE_STEM)
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+        /// continue from the last checkpoint in the output directory
+        #[arg(long)]
+        resume: bool,
+        /// override the number of epochs of every train item
+        #[arg(long)]
+        epochs: Option<usize>,
+        /// override the number of AIS runs
+        #[arg(long)]
+        ais_runs: Option<usize>,
+        /// override the number of AIS intermediate distributions
+        #[arg(long)]
+        ais_betas: Option<usize>,
+    },
     /// The README's main job (for now): sample stdlib models with the reference interpreter,
     /// compare with exact enumeration, and draw Ising lattices at three temperatures
     Demo {
@@ -83,6 +104,23 @@ pub fn main() -> ExitCode {
             seed,
         } => exact::logz(&model, exact, marginals, seed),
         Command::Demo { out, seed } => demo::run(&out, seed),
+        Command::Run {
+            model,
+            out,
+            resume,
+            epochs,
+            ais_runs,
+            ais_betas,
+        } => run::run(
+            &model,
+            run::RunOptions {
+                out,
+                resume,
+                epochs,
+                ais_runs,
+                ais_betas,
+            },
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

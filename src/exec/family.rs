@@ -142,7 +142,7 @@ pub fn log_partition(family: Family, f: &Fields, k: usize) -> Array1<f64> {
                 .iter()
                 .map(|&x| {
                     let a = (x as f64).abs();
-                    a + (-2.0 * a).exp().ln_1p() + std::f64::consts::LN_2
+                    a + (-2.0 * a).exp().ln_1p() // log(2 cosh z)
                 })
                 .sum(),
             Family::Softmax => z

@@ -177,9 +177,9 @@ fn one(
                     .span
                     .to(c.index.last().map_or(c.child.span, |e| e.span)),
                 format!(
-                    "unit group `{}` has {} axes but is indexed with {}",
+                    "unit group `{}` has {} but is indexed with {}",
                     group.name,
-                    group.shape.len(),
+                    crate::sema::axes(group.shape.len()),
                     c.index.len()
                 ),
             )
@@ -365,7 +365,7 @@ fn build(
                 );
                 return None;
             };
-            let logit = super::expand::combine(expand(cx, vars, arg)?);
+            let logit = super::expand::combine(expand(cx, vars, arg)?, &cx.model.groups);
             let logit_terms = terms_of(cx, vars, &logit, lead, origin);
             let cm = child_mono(g, lead, span);
             let energy: Poly = logit
@@ -428,7 +428,7 @@ fn build(
                 );
                 return None;
             }
-            let mean = super::expand::combine(expand(cx, vars, &args[0].value)?);
+            let mean = super::expand::combine(expand(cx, vars, &args[0].value)?, &cx.model.groups);
             let sd_poly = expand(cx, vars, &args[1].value)?;
             let sd = {
                 let mut ex = Expander {
@@ -503,7 +503,7 @@ fn build(
                 ));
                 return None;
             }
-            let out = super::expand::combine(out);
+            let out = super::expand::combine(out, &cx.model.groups);
             let energy_terms = terms_of(cx, vars, &out, lead, origin);
             let mean_terms = terms_of(cx, vars, &mean, lead, origin);
             // the sd coefficient in the child's own variable numbering

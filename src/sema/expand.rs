@@ -7,7 +7,7 @@
 
 use super::scope::{did_you_mean, Scope, Sym};
 use crate::diag::{Diagnostic, SourceMap, Span};
-use crate::ir::{Affine, Coef, Func, Group, Param, UnitFactor};
+use crate::ir::{Affine, Coef, Domain, Func, Group, Param, UnitFactor};
 use crate::syntax::ast::{Expr, ExprKind, MulOp};
 
 /// Most monomials one expression may expand into.
@@ -119,10 +119,23 @@ pub type Poly = Vec<Mono>;
 /// Adds up monomials with the same units and the same coefficient factors (e.g. the two
 /// cross terms of `(v - a)^2`) and drops those whose constant is zero. Order of first
 /// appearance is kept.
-pub fn combine(p: Poly) -> Poly {
+pub fn combine(p: Poly, groups: &[Group]) -> Poly {
     let mut index: std::collections::BTreeMap<String, usize> = Default::default();
     let mut out: Poly = Vec::with_capacity(p.len());
-    for m in p {
+    for mut m in p {
+        // Discrete powers first (x^2 = x, s^2 = 1) so that `s^3` and `s` merge; real powers
+        // are left for `terms`, which reports those above 2.
+        m.units.retain_mut(|u| match groups[u.group.idx()].domain {
+            Domain::Binary | Domain::Categorical => {
+                u.power = 1;
+                true
+            }
+            Domain::Spin => {
+                u.power %= 2;
+                u.power == 1
+            }
+            Domain::Real => true,
+        });
         let mut num: Vec<String> = m.num.iter().map(|c| format!("{c:?}")).collect();
         let mut den: Vec<String> = m.den.iter().map(|c| format!("{c:?}")).collect();
         let mut units: Vec<String> = m.units.iter().map(|u| format!("{u:?}")).collect();
@@ -425,7 +438,10 @@ impl Expander<'_> {
                     self.err(
                         "E0302",
                         span,
-                        format!("unit group `{n}` has {k} axes but is used without an index"),
+                        format!(
+                            "unit group `{n}` has {} but is used without an index",
+                            super::axes(k)
+                        ),
                     );
                     return None;
                 }
@@ -443,7 +459,10 @@ impl Expander<'_> {
                     self.err(
                         "E0302",
                         span,
-                        format!("parameter `{n}` has {k} axes but is used without an index"),
+                        format!(
+                            "parameter `{n}` has {} but is used without an index",
+                            super::axes(k)
+                        ),
                     );
                     return None;
                 }
@@ -512,8 +531,8 @@ impl Expander<'_> {
                     "E0302",
                     span,
                     format!(
-                        "{kind} `{n}` has {} axes but is indexed with {}",
-                        shape.len(),
+                        "{kind} `{n}` has {} but is indexed with {}",
+                        crate::sema::axes(shape.len()),
                         idx.len()
                     ),
                 )

@@ -13,7 +13,7 @@ pub mod terms;
 
 use crate::diag::{Diagnostic, SourceMap, Span};
 use crate::ir::{self, Model, Origin};
-use crate::syntax::ast::{ModelDef, Stmt};
+use crate::syntax::ast::{Expr, ExprKind, ModelDef, Stmt};
 use expand::{Expander, VarTable};
 use scope::Scope;
 use terms::TermBuilder;
@@ -69,6 +69,9 @@ pub fn check_model(input: &ModelInput, sources: &SourceMap) -> Checked {
     let mut vars = VarTable::default();
     for st in &input.def.stmts {
         if let Stmt::Energy(en) = st {
+            // Register index names first so `i * v[i]` reports `i` as an index variable used
+            // as a value rather than as an unknown name.
+            index_names(&en.expr, &cx.scope, &mut vars);
             let poly = {
                 let mut ex = Expander {
                     scope: &cx.scope,
@@ -81,7 +84,7 @@ pub fn check_model(input: &ModelInput, sources: &SourceMap) -> Checked {
                 ex.expand(&en.expr)
             };
             let Some(poly) = poly else { continue };
-            let poly = expand::combine(poly);
+            let poly = expand::combine(poly, &cx.model.groups);
             let mut tb = TermBuilder {
                 groups: &cx.model.groups,
                 var_names: &vars.names,
@@ -105,6 +108,38 @@ pub fn check_model(input: &ModelInput, sources: &SourceMap) -> Checked {
     }
 }
 
+/// Registers every plain name written inside index brackets of `e` as an index variable.
+fn index_names(e: &Expr, scope: &Scope, vars: &mut VarTable) {
+    fn in_index(e: &Expr, scope: &Scope, vars: &mut VarTable) {
+        match &e.kind {
+            ExprKind::Name(n) if scope.get(n).is_none() => {
+                vars.id(n);
+            }
+            _ => walk(e, &mut |x| in_index(x, scope, vars)),
+        }
+    }
+    match &e.kind {
+        ExprKind::Index(_, idx) => idx.iter().for_each(|x| in_index(x, scope, vars)),
+        _ => walk(e, &mut |x| index_names(x, scope, vars)),
+    }
+}
+
+/// Calls `f` on each direct subexpression of `e`.
+fn walk(e: &Expr, f: &mut dyn FnMut(&Expr)) {
+    match &e.kind {
+        ExprKind::Num(_) | ExprKind::Str(_) | ExprKind::Name(_) => {}
+        ExprKind::Index(_, xs) | ExprKind::Pipe(xs) => xs.iter().for_each(f),
+        ExprKind::Call(c) => c.args.iter().for_each(|a| f(&a.value)),
+        ExprKind::Neg(a) => f(a),
+        ExprKind::Sum(xs) => xs.iter().for_each(|x| f(&x.1)),
+        ExprKind::Product(xs) => xs.iter().for_each(|x| f(&x.1)),
+        ExprKind::Pow(a, b) => {
+            f(a);
+            f(b)
+        }
+    }
+}
+
 /// Removes repeated diagnostics (the same index site appears in many expanded monomials).
 pub fn dedup(diags: &mut Vec<Diagnostic>) {
     let mut seen: Vec<(&'static str, Span, String)> = Vec::new();
@@ -117,4 +152,13 @@ pub fn dedup(diags: &mut Vec<Diagnostic>) {
             true
         }
     });
+}
+
+/// "1 axis", "3 axes".
+pub fn axes(n: usize) -> String {
+    if n == 1 {
+        "1 axis".into()
+    } else {
+        format!("{n} axes")
+    }
 }

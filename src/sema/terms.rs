@@ -114,9 +114,8 @@ impl TermBuilder<'_> {
                                 "E0307",
                                 m.span,
                                 format!(
-                                    "real unit `{}` appears to the power {} in `{}`",
+                                    "real unit `{}` appears with a power above 2 in `{}`",
                                     g.name,
-                                    u.power,
                                     self.text(m.span)
                                 ),
                             )

@@ -477,7 +477,12 @@ impl Builder {
                 }
                 wrap_neg(acc, pending)
             }
-            Rule::paren => self.expr(p.kids().next().expect("paren body"), d),
+            Rule::paren => {
+                // keep the parentheses in the span so messages quote what the user wrote
+                let mut e = self.expr(p.kids().next().expect("paren body"), d);
+                e.span = span;
+                e
+            }
             Rule::number => {
                 let s = p.as_str();
                 let x: f64 = s.parse().unwrap_or(f64::NAN);

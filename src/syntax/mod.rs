@@ -181,6 +181,11 @@ fn syntax_error(
     };
     expected.sort_unstable();
     expected.dedup();
+    // `|>` is valid after any expression but is almost never what was missing.
+    expected.retain(|w| *w != "`|>`");
+    if expected.contains(&"a statement") {
+        expected.retain(|w| *w != "an item");
+    }
     let found_words = if found.is_empty() {
         "end of file".to_string()
     } else {
@@ -198,8 +203,40 @@ fn syntax_error(
     (d, pos)
 }
 
+/// Words that start statements and items, for "did you mean" on a misspelt first word.
+const LEADING_WORDS: &[&str] = &[
+    "model", "use", "const", "data", "train", "sample", "evaluate", "visible", "hidden", "latent",
+    "param", "energy", "schedule",
+];
+
 fn syntax_hint(text: &str, at: usize, found: &str, expected: &[&str]) -> Option<String> {
     let before = text[..at].trim_end();
+    let line_start = text[..at].rfind('\n').map_or(0, |p| p + 1);
+    let first_word: String = text[line_start..]
+        .trim_start()
+        .chars()
+        .take_while(|c| c.is_alphanumeric() || *c == '_')
+        .collect();
+    if !first_word.is_empty() && !LEADING_WORDS.contains(&first_word.as_str()) {
+        if let Some(s) = crate::sema::scope::did_you_mean(&first_word, LEADING_WORDS) {
+            return Some(format!("did you mean `{s}`?"));
+        }
+    }
+    // `visible v[n] binary`: a domain without its colon
+    let last_word: String = before
+        .chars()
+        .rev()
+        .take_while(|c| c.is_alphanumeric() || *c == '_')
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    let before_word = before[..before.len() - last_word.len()].trim_end();
+    if ["binary", "spin", "real", "categorical"].contains(&last_word.as_str())
+        && !before_word.ends_with(':')
+    {
+        return Some(format!("a domain follows a colon: `: {last_word}`"));
+    }
     if found == "=" && before.ends_with("energy") {
         return None;
     }
@@ -303,6 +340,7 @@ fn rule_words(r: Rule) -> Option<&'static str> {
         Rule::arg => "an argument",
         Rule::file => "an item",
         Rule::WHITESPACE | Rule::COMMENT | Rule::kw_end => return None,
+        Rule::k_rbrace => "`}`",
         Rule::k_as => "`as`",
         Rule::k_at => "`at`",
         Rule::k_const => "`const`",
@@ -326,7 +364,8 @@ fn rule_words(r: Rule) -> Option<&'static str> {
 pub(crate) fn is_keyword(r: Rule) -> bool {
     matches!(
         r,
-        Rule::k_as
+        Rule::k_rbrace
+            | Rule::k_as
             | Rule::k_at
             | Rule::k_const
             | Rule::k_data

@@ -219,6 +219,7 @@ pub fn zoo(seed: u64) -> (Model, Params) {
     let s = b.group("s", &[3], Domain::Spin, Role::Visible);
     let c = b.group("c", &[2, 3], Domain::Categorical, Role::Hidden);
     let h = b.group("h", &[3], Domain::Binary, Role::Hidden);
+    let sh = b.group("sh", &[2], Domain::Spin, Role::Hidden);
     let wt = b.param("Wt", &[3, 4], 0.8, 0.0, vec![]);
     let l = b.param("L", &[4, 4], 0.5, 0.0, vec![]);
     let js = b.param("Js", &[3, 3], 0.5, 0.0, vec![]);
@@ -226,6 +227,13 @@ pub fn zoo(seed: u64) -> (Model, Params) {
     let vc = b.param("Vc", &[3, 2, 3], 0.7, 0.0, vec![]);
     let sc = b.param("sc", &[3], 0.3, 1.0, vec![Constraint::Positive]);
     let bc = b.param("bc", &[2, 3], 0.5, 0.0, vec![]);
+    let vs = b.param("Vs", &[4, 2], 0.8, 0.0, vec![]);
+    // a hidden spin group (summed out: log 2 cosh)
+    b.term(
+        vec![var("i", 4), var("k", 2)],
+        vec![u(x, vec![v(0)], 1), u(sh, vec![v(1)], 1)],
+        neg(pr(vs, vec![v(0), v(1)])),
+    );
     // x[i] h[j] with coefficient Wt[j, i] / sc[j]: dense, coefficient table by gather
     b.term(
         vec![var("i", 4), var("j", 3)],

@@ -1,13 +1,16 @@
 //! Integration tests: one binary, one module a feature area.
 
+mod ais;
 mod analysis;
 mod cli;
 mod derive;
 mod exact;
 mod exec;
 mod front;
+mod fuzz;
 mod interp;
 mod jit;
 mod props;
 mod runtime;
 mod train;
+mod ui;

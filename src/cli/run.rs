@@ -1,0 +1,662 @@
+//! `ebmc run FILE`: executes a file's experiment items in order — train, sample, evaluate —
+//! with progress bars, per-epoch metrics (JSON lines + PNG plot), atomic checkpoints, resume,
+//! PNG grids of samples and filters, and a closing list of every file written.
+
+use super::compile::{compile, parse_overrides, Compiled};
+use super::{CliError, CliResult, ModelArgs};
+use crate::exec::{Batch, Exec, Rngs};
+use crate::experiment::{
+    self, Action, DataSpec, EvalSpec, Experiment, LogZMethod, SampleSpec, Source, TrainSpec,
+};
+use crate::front::render;
+use crate::ir::eval::Params;
+use crate::ir::{Domain, GroupId, Model, Role};
+use crate::runtime::batch::Binarize;
+use crate::runtime::checkpoint::{atomic_write, Checkpoint};
+use crate::runtime::data::{self, Dataset, LabelColumn};
+use crate::runtime::image::{write_png_grid, GridOptions, Normalize};
+use crate::runtime::metrics::{EpochRecord, MetricsLog};
+use crate::runtime::progress::{Progress, WrittenFiles};
+use crate::train::{EpochMetrics, Observer, TrainState, Trainer};
+use ndarray::{s, Array2, Axis};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub struct RunOptions {
+    pub out: Option<PathBuf>,
+    pub resume: bool,
+    /// overrides the `epochs` of every train item (quick runs, CI)
+    pub epochs: Option<usize>,
+    /// overrides AIS runs / betas (quick runs, CI)
+    pub ais_runs: Option<usize>,
+    pub ais_betas: Option<usize>,
+}
+
+/// State shared by the items of one run.
+struct Run {
+    file: PathBuf,
+    set: Vec<String>,
+    out: PathBuf,
+    opts: RunOptions,
+    written: WrittenFiles,
+    /// trained parameters by model name
+    trained: BTreeMap<String, Params>,
+    /// which data set each model was trained on
+    trained_on: BTreeMap<String, String>,
+    /// the model arguments each model was trained with: later items that name the model
+    /// without arguments mean the same instance
+    trained_args: BTreeMap<String, Vec<(String, f64)>>,
+    cache: BTreeMap<String, Dataset>,
+}
+
+pub fn run(args: &ModelArgs, opts: RunOptions) -> CliResult {
+    let file = PathBuf::from(&args.file);
+    let c = compile(args)?;
+    let base = file.parent().map(Path::to_path_buf).unwrap_or_default();
+    let (ex, diags) = experiment::interpret(&c.program, &base);
+    if !diags.is_empty() {
+        eprint!("{}", render(&diags, &c.sources));
+        if diags.iter().any(|d| d.is_error()) {
+            return Err(CliError::reported(1));
+        }
+    }
+    if ex.actions.is_empty() {
+        return Err(CliError::new(format!(
+            "{} has no train, sample or evaluate item: nothing to run (see docs/language.md, \"Experiments\")",
+            args.file
+        )));
+    }
+    let stem = file
+        .file_stem()
+        .map_or("run".into(), |s| s.to_string_lossy().into_owned());
+    let out = opts
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("out").join(stem));
+    std::fs::create_dir_all(&out)
+        .map_err(|e| CliError::new(format!("cannot create {}: {e}", out.display())))?;
+    let mut run = Run {
+        file,
+        set: args.set.clone(),
+        out,
+        opts,
+        written: WrittenFiles::new(),
+        trained: BTreeMap::new(),
+        trained_on: BTreeMap::new(),
+        trained_args: BTreeMap::new(),
+        cache: BTreeMap::new(),
+    };
+    for action in &ex.actions {
+        match action {
+            Action::Train(t) => run.train(&ex, t)?,
+            Action::Sample(s) => run.sample(&ex, s)?,
+            Action::Evaluate(e) => run.evaluate(&ex, e)?,
+        }
+    }
+    println!("{}", run.written.summary());
+    Ok(())
+}
+
+impl Run {
+    /// Compiles the item's model with its own overrides on top of the command line's.
+    fn model(&self, target: &experiment::TargetSpec) -> Result<Compiled, CliError> {
+        let mut set = self.set.clone();
+        let cli: Vec<String> = parse_overrides(&self.set)?
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        let mut args = self
+            .trained_args
+            .get(&target.model)
+            .cloned()
+            .unwrap_or_default();
+        for (k, v) in &target.overrides {
+            args.retain(|(a, _)| a != k);
+            args.push((k.clone(), *v));
+        }
+        for (k, v) in &args {
+            if !cli.contains(k) {
+                set.push(format!("{k}={v}"));
+            }
+        }
+        compile(&ModelArgs {
+            file: self.file.to_string_lossy().into_owned(),
+            model: Some(target.model.clone()),
+            set,
+        })
+    }
+
+    fn load(&mut self, ex: &Experiment, name: &str) -> Result<Dataset, CliError> {
+        if let Some(d) = self.cache.get(name) {
+            return Ok(d.clone());
+        }
+        let spec = ex
+            .data(name)
+            .ok_or_else(|| CliError::new(format!("unknown data `{name}`")))?;
+        let d = load_spec(spec)?;
+        self.cache.insert(name.to_string(), d.clone());
+        Ok(d)
+    }
+
+    fn params_of(&self, name: &str, c: &Compiled) -> Result<Params, CliError> {
+        if let Some(p) = self.trained.get(name) {
+            for (decl, v) in c.model.params.iter().zip(&p.values) {
+                if decl.n_elems() != v.len() {
+                    return Err(CliError::new(format!(
+                        "model `{name}` was trained with other dimensions: `{}` has {} values, this item's model needs {}",
+                        decl.name,
+                        v.len(),
+                        decl.n_elems()
+                    )));
+                }
+            }
+            return Ok(p.clone());
+        }
+        // Not trained in this run: use the last checkpoint of an earlier run if there is one.
+        let ck = self.out.join(format!("{name}.ckpt.npz"));
+        if ck.exists() {
+            let ck_data = Checkpoint::load(&ck)?;
+            let st = TrainState::from_checkpoint(&c.model, &ck_data, &ck)?;
+            return Ok(st.params);
+        }
+        Err(CliError::new(format!(
+            "model `{name}` has no trained parameters: add a `train {name} on DATA {{ ... }}` item before this one"
+        )))
+    }
+
+    fn train(&mut self, ex: &Experiment, t: &TrainSpec) -> CliResult {
+        let c = self.model(&t.target)?;
+        let model = &c.model;
+        let spec = ex
+            .data(&t.data)
+            .cloned()
+            .ok_or_else(|| CliError::new("unknown data"))?;
+        let raw = self.load(ex, &t.data)?;
+        let mut cfg = t.config.clone();
+        if let Some(e) = self.opts.epochs {
+            cfg.epochs = e;
+        }
+        let first = visible_matrices(model, &raw, spec.binarize, 0)?;
+        let means = data_means(model, &first);
+        let params = model.init_params(t.init_seed, Some(&means));
+        let mut trainer =
+            Trainer::new(model, &c.plan, &params, cfg.clone()).map_err(CliError::from)?;
+
+        let ck_path = self.out.join(format!("{}.ckpt.npz", model.name));
+        let log_path = self.out.join(format!("{}.metrics.jsonl", model.name));
+        let mut log = if self.opts.resume && ck_path.exists() {
+            let ck = Checkpoint::load(&ck_path)?;
+            let st = TrainState::from_checkpoint(model, &ck, &ck_path)?;
+            println!(
+                "resuming `{}` from {} after epoch {}",
+                model.name,
+                ck_path.display(),
+                st.epoch
+            );
+            let epoch = st.epoch as u64;
+            trainer.restore(st);
+            MetricsLog::resume(&log_path, epoch)?
+        } else {
+            MetricsLog::create(&log_path)?
+        };
+
+        let n = first[0].nrows();
+        let per_epoch = (n / cfg.batch.max(1)) as u64;
+        let progress = Progress::new(
+            per_epoch * cfg.epochs as u64,
+            &format!("train {}", model.name),
+        );
+        progress.set_position(per_epoch * trainer.state.epoch as u64);
+        println!(
+            "training `{}` on `{}` ({} examples): {:?}, batch {}, {} epochs, lr {}",
+            model.name, t.data, n, cfg.method, cfg.batch, cfg.epochs, cfg.lr
+        );
+        let mut data = first;
+        while trainer.state.epoch < cfg.epochs {
+            let epoch = trainer.state.epoch;
+            if spec.binarize.varies_per_epoch() && epoch > 0 {
+                data = visible_matrices(model, &raw, spec.binarize, epoch as u64)?;
+            }
+            let mut obs = BarObserver {
+                progress: &progress,
+            };
+            let m = trainer.train_epoch(&data, &mut obs);
+            let m = match m {
+                Ok(m) => m,
+                Err(e) => {
+                    progress.finish();
+                    return Err(CliError::new(format!(
+                        "{e}\nthe last good checkpoint is {}",
+                        ck_path.display()
+                    )));
+                }
+            };
+            let recon = reconstruction_error(&trainer.ex, &data[..], 1000, trainer.cfg.seed);
+            let record = epoch_record(&m, recon);
+            progress.set_metrics(&[("recon", recon), ("ex/s", m.examples_per_sec)]);
+            log.append(record)?;
+            trainer
+                .state
+                .to_checkpoint(model, cfg.seed)
+                .save(&ck_path)?;
+        }
+        progress.finish();
+        self.written.record(&ck_path);
+        self.written.record(&log_path);
+        let plot = self.out.join(format!("{}.metrics.png", model.name));
+        if !log.records().is_empty() {
+            log.plot(&plot)?;
+            self.written.record(&plot);
+        }
+        if let Some(save) = &t.save {
+            let path = self.out.join(save);
+            trainer.state.to_checkpoint(model, cfg.seed).save(&path)?;
+            self.written.record(&path);
+        }
+        let nv = first_visible_size(model);
+        let shape = raw.image_shape.unwrap_or_else(|| square(nv));
+        if shape.0 > 1 {
+            self.write_filters(model, trainer.params(), shape)?;
+        }
+        self.trained
+            .insert(model.name.clone(), trainer.params().clone());
+        self.trained_on.insert(model.name.clone(), t.data.clone());
+        self.trained_args
+            .insert(model.name.clone(), t.target.overrides.clone());
+        Ok(())
+    }
+
+    /// Each hidden unit's weights to the first visible group, as an image (the "filters").
+    fn write_filters(
+        &mut self,
+        model: &Model,
+        params: &Params,
+        shape: (usize, usize),
+    ) -> CliResult {
+        let Some(v) = model
+            .group_ids()
+            .find(|&g| model.group(g).role == Role::Visible)
+        else {
+            return Ok(());
+        };
+        let nv = model.group(v).n_elems();
+        if nv != shape.0 * shape.1 {
+            return Ok(());
+        }
+        // the first parameter shaped [nv, n]: the visible-hidden weights
+        let Some((k, p)) = model
+            .params
+            .iter()
+            .enumerate()
+            .find(|(_, p)| p.shape.len() == 2 && p.shape[0] == nv)
+        else {
+            return Ok(());
+        };
+        let nh = p.shape[1].min(100);
+        let w = Array2::from_shape_vec(
+            (nv, p.shape[1]),
+            params.values[k].iter().map(|&x| x as f32).collect(),
+        )
+        .expect("param shape");
+        let filters = w.slice(s![.., ..nh]).t().to_owned();
+        let mut opts = GridOptions::new(shape);
+        opts.normalize = Normalize::PerTile;
+        opts.zoom = (28 / shape.0.max(1)).max(1);
+        let path = self.out.join(format!("{}.filters.png", model.name));
+        write_png_grid(&path, filters.view(), &opts)?;
+        self.written.record(&path);
+        Ok(())
+    }
+
+    fn sample(&mut self, ex: &Experiment, s: &SampleSpec) -> CliResult {
+        let c = self.model(&s.target)?;
+        let model = &c.model;
+        let params = self.params_of(&model.name, &c)?;
+        let exec = Exec::new(model, &c.plan, &params).map_err(CliError::from)?;
+        let mut rngs = Rngs::new(s.seed, 0, s.chains);
+        let mut b = Batch::zeros(model, s.chains);
+        let mut image_shape = None;
+        match &s.init_data {
+            Some(name) => {
+                let d = self.load(ex, name)?;
+                image_shape = d.image_shape;
+                let spec = ex.data(name).expect("checked by interpret");
+                let vis = visible_matrices(model, &d, spec.binarize, 0)?;
+                let mut it = vis.into_iter();
+                for g in model
+                    .group_ids()
+                    .filter(|&g| model.group(g).role == Role::Visible)
+                {
+                    let m = it.next().expect("one matrix per visible group");
+                    let rows = s.chains.min(m.nrows());
+                    b.x[g.idx()]
+                        .slice_mut(s![..rows, ..])
+                        .assign(&m.slice(s![..rows, ..]));
+                }
+            }
+            None => {
+                // uniform noise on binary/spin groups; categorical and real stay at zero state
+                let mut r = crate::exec::Rng::new(s.seed, 1 << 50);
+                for g in model.group_ids() {
+                    let dom = model.group(g).domain;
+                    if matches!(dom, Domain::Binary | Domain::Spin) {
+                        for x in b.x[g.idx()].iter_mut() {
+                            let on = r.uniform_f32() < 0.5;
+                            *x = match (dom, on) {
+                                (Domain::Spin, false) => -1.0,
+                                (_, on) => on as u8 as f32,
+                            };
+                        }
+                    }
+                }
+            }
+        }
+        if image_shape.is_none() {
+            image_shape = self
+                .trained_on
+                .get(&model.name)
+                .and_then(|d| self.cache.get(d))
+                .and_then(|d| d.image_shape);
+        }
+        let clamped = vec![false; model.groups.len()];
+        let progress = Progress::new(s.steps as u64, &format!("sample {}", model.name));
+        let mut snapshots = Vec::new();
+        for step in 1..=s.steps {
+            exec.gibbs_sweep(&mut b, &mut rngs, &clamped, None);
+            if step % s.every == 0 || step == s.steps {
+                snapshots.push(b.x.clone());
+            }
+            progress.inc(1);
+        }
+        progress.finish();
+        let name = s
+            .save
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(format!("{}.samples.png", model.name)));
+        let png = self.out.join(&name);
+        let npy = png.with_extension("npy");
+        let v = model
+            .group_ids()
+            .find(|&g| model.group(g).role == Role::Visible)
+            .unwrap_or(GroupId(0));
+        // what people look at: the mean of the visible units given the final hidden state
+        let mut shown = b.clone();
+        let others: Vec<GroupId> = vec![v];
+        exec.rao_blackwellize(&mut shown, &others, None);
+        let mut bytes = Vec::new();
+        ndarray_npy::WriteNpyExt::write_npy(&b.x[v.idx()], &mut bytes)
+            .map_err(|e| CliError::new(format!("cannot encode samples: {e}")))?;
+        atomic_write(&npy, &bytes)?;
+        self.written.record(&npy);
+        let n = model.group(v).n_elems();
+        let shape = image_shape
+            .filter(|(r, c)| r * c == n)
+            .unwrap_or_else(|| square(n));
+        let mut opts = GridOptions::new(shape);
+        opts.zoom = (28 / shape.0.max(1)).max(1);
+        if model.group(v).domain == Domain::Spin {
+            shown.x[v.idx()].mapv_inplace(|x| 0.5 * (x + 1.0));
+        }
+        if model.group(v).domain == Domain::Real {
+            opts.normalize = Normalize::Global;
+        }
+        write_png_grid(&png, shown.x[v.idx()].view(), &opts)?;
+        self.written.record(&png);
+        let _ = snapshots;
+        Ok(())
+    }
+
+    fn evaluate(&mut self, ex: &Experiment, e: &EvalSpec) -> CliResult {
+        let c = self.model(&e.target)?;
+        let model = &c.model;
+        let params = self.params_of(&model.name, &c)?;
+        let d = self.load(ex, &e.data)?;
+        let spec = ex.data(&e.data).expect("checked by interpret");
+        let vis = visible_matrices(model, &d, spec.binarize, 0)?;
+        let exec = Exec::new(model, &c.plan, &params).map_err(CliError::from)?;
+        let all_hidden_summed = model
+            .group_ids()
+            .filter(|&g| model.group(g).role == Role::Hidden)
+            .all(|g| c.plan.free_energy.summed.contains(&g));
+        let b = exec.batch_from_visible(&vis);
+        let f = exec.free_energy(&b, None);
+        let mean_f = f.mean().unwrap_or(f64::NAN);
+        let recon = reconstruction_error(&exec, &vis, vis[0].nrows(), e.seed);
+        println!(
+            "evaluate `{}` on `{}` ({} examples)",
+            model.name,
+            e.data,
+            vis[0].nrows()
+        );
+        println!("  reconstruction error (mean squared, one Gibbs step): {recon:.5}");
+        println!("  mean free energy F(v): {mean_f:.4}");
+        let mut result = serde_json::json!({
+            "model": model.name, "data": e.data, "n": vis[0].nrows(),
+            "reconstruction_error": recon, "mean_free_energy": mean_f,
+        });
+        match &e.logz {
+            None => {}
+            Some(LogZMethod::Exact) => {
+                let joint = crate::exact::Joint::new(model, &params)?;
+                println!("  log Z (exact enumeration): {:.6}", joint.log_z);
+                result["log_z"] = joint.log_z.into();
+                if all_hidden_summed {
+                    let ll = -mean_f - joint.log_z;
+                    println!("  average log-likelihood: {ll:.4} nats");
+                    result["log_likelihood"] = ll.into();
+                }
+            }
+            Some(LogZMethod::Ais { .. }) => {
+                return Err(CliError::new(
+                    "AIS evaluation is not wired into `ebmc run` yet",
+                ));
+            }
+        }
+        let path = self
+            .out
+            .join(format!("{}.eval.{}.json", model.name, e.data));
+        let text = serde_json::to_string_pretty(&result).map_err(CliError::from)?;
+        atomic_write(&path, text.as_bytes())?;
+        self.written.record(&path);
+        Ok(())
+    }
+}
+
+fn first_visible_size(model: &Model) -> usize {
+    model
+        .groups
+        .iter()
+        .find(|g| g.role == Role::Visible)
+        .map_or(0, |g| g.n_elems())
+}
+
+fn square(n: usize) -> (usize, usize) {
+    let r = (n as f64).sqrt().floor() as usize;
+    if r * r == n {
+        (r, r)
+    } else {
+        (1, n)
+    }
+}
+
+struct BarObserver<'a> {
+    progress: &'a Progress,
+}
+
+impl Observer for BarObserver<'_> {
+    fn batch_done(&mut self, _epoch: usize, _batch: usize, _n: usize) {
+        self.progress.inc(1);
+    }
+}
+
+fn epoch_record(m: &EpochMetrics, recon: f64) -> EpochRecord {
+    EpochRecord::new(
+        m.epoch as u64,
+        &[
+            ("recon", recon),
+            ("lr", m.lr),
+            ("momentum", m.momentum),
+            ("examples_per_sec", m.examples_per_sec),
+            ("seconds", m.seconds),
+        ],
+    )
+}
+
+/// Mean squared difference between data and its one-step reconstruction (probabilities of the
+/// visible units given sampled hidden units), on up to `max_rows` rows. A monitor only.
+fn reconstruction_error(exec: &Exec, data: &[Array2<f32>], max_rows: usize, seed: u64) -> f64 {
+    let rows = data[0].nrows().min(max_rows);
+    let sub: Vec<Array2<f32>> = data
+        .iter()
+        .map(|d| d.slice(s![..rows, ..]).to_owned())
+        .collect();
+    let model = exec.model;
+    let mut b = exec.batch_from_visible(&sub);
+    let vis: Vec<GroupId> = model
+        .group_ids()
+        .filter(|&g| model.group(g).role == Role::Visible)
+        .collect();
+    let hid: Vec<GroupId> = model
+        .group_ids()
+        .filter(|&g| model.group(g).role == Role::Hidden)
+        .collect();
+    let mut rngs = Rngs::new(seed, 1 << 52, rows);
+    let clamp_v: Vec<bool> = model.group_ids().map(|g| vis.contains(&g)).collect();
+    exec.gibbs_sweep(&mut b, &mut rngs, &clamp_v, None);
+    exec.rao_blackwellize(&mut b, &vis, None);
+    let _ = hid;
+    let mut se = 0.0f64;
+    let mut n = 0usize;
+    for (k, &g) in vis.iter().enumerate() {
+        for (a, d) in b.x[g.idx()].iter().zip(sub[k].iter()) {
+            se += ((a - d) as f64).powi(2);
+            n += 1;
+        }
+    }
+    se / n.max(1) as f64
+}
+
+/// Per-element means of each visible group over the data (for `= logit(mean(v))` inits).
+fn data_means(model: &Model, vis: &[Array2<f32>]) -> Vec<Option<Vec<f64>>> {
+    let mut it = vis.iter();
+    model
+        .group_ids()
+        .map(|g| {
+            if model.group(g).role != Role::Visible {
+                return None;
+            }
+            it.next().map(|m| {
+                m.mean_axis(Axis(0))
+                    .map(|a| a.iter().map(|&x| x as f64).collect())
+                    .unwrap_or_default()
+            })
+        })
+        .collect()
+}
+
+/// The data as one matrix per visible group: the features for the first, one-hot labels for a
+/// categorical second group (a classification RBM's label units).
+fn visible_matrices(
+    model: &Model,
+    d: &Dataset,
+    bin: Binarize,
+    epoch: u64,
+) -> Result<Vec<Array2<f32>>, CliError> {
+    let vis: Vec<GroupId> = model
+        .group_ids()
+        .filter(|&g| model.group(g).role == Role::Visible)
+        .collect();
+    let Some(&first) = vis.first() else {
+        return Err(CliError::new(format!(
+            "model `{}` has no visible group to train on",
+            model.name
+        )));
+    };
+    let g = model.group(first);
+    d.check_width(&g.name, g.n_elems())?;
+    let mut out = vec![bin.apply(d.x.view(), epoch)?];
+    for &gid in &vis[1..] {
+        let g = model.group(gid);
+        match (&d.labels, g.domain) {
+            (Some(labels), Domain::Categorical) if g.n_vars() == 1 => {
+                let k = g.n_states();
+                let mut m = Array2::<f32>::zeros((labels.len(), k));
+                for (r, &l) in labels.iter().enumerate() {
+                    if (l as usize) >= k {
+                        return Err(CliError::new(format!(
+                            "label {l} does not fit the {k} states of `{}`",
+                            g.name
+                        )));
+                    }
+                    m[(r, l as usize)] = 1.0;
+                }
+                out.push(m);
+            }
+            _ => {
+                return Err(CliError::new(format!(
+                    "model `{}` has a second visible group `{}`; only one-hot label groups can be filled from data labels",
+                    model.name, g.name
+                )))
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Loads a data spec: source, scaling, `take`. Binarization is applied per use (per epoch).
+fn load_spec(spec: &DataSpec) -> Result<Dataset, CliError> {
+    let mut d = match spec.source.as_ref() {
+        Source::Idx { images, labels } => data::load_mnist(images, labels.as_deref())?,
+        Source::Npy { path } => data::load_npy(path)?,
+        Source::Npz { path, array } => data::load_npz(path, array, None)?,
+        Source::Csv { path, label_last } => data::load_csv(
+            path,
+            if *label_last {
+                LabelColumn::Last
+            } else {
+                LabelColumn::None
+            },
+        )?,
+        Source::Concat(parts) => {
+            let ds: Vec<Dataset> = parts.iter().map(load_spec).collect::<Result<_, _>>()?;
+            concat(ds)?
+        }
+    };
+    if spec.divide_by != 1.0 {
+        d.scale(spec.divide_by);
+    }
+    if let Some(n) = spec.take {
+        let idx: Vec<usize> = (0..n.min(d.n_examples())).collect();
+        d = d.select(&idx);
+    }
+    Ok(d)
+}
+
+fn concat(ds: Vec<Dataset>) -> Result<Dataset, CliError> {
+    let first = ds
+        .first()
+        .ok_or_else(|| CliError::new("concat() needs at least one data set"))?;
+    let cols = first.n_features();
+    if let Some(bad) = ds.iter().find(|d| d.n_features() != cols) {
+        return Err(CliError::new(format!(
+            "concat(): data sets have {cols} and {} columns",
+            bad.n_features()
+        )));
+    }
+    let views: Vec<_> = ds.iter().map(|d| d.x.view()).collect();
+    let x = ndarray::concatenate(Axis(0), &views).map_err(|e| CliError::new(e.to_string()))?;
+    let labels = if ds.iter().all(|d| d.labels.is_some()) {
+        Some(
+            ds.iter()
+                .flat_map(|d| d.labels.clone().unwrap_or_default())
+                .collect(),
+        )
+    } else {
+        None
+    };
+    Ok(Dataset {
+        x,
+        labels,
+        image_shape: first.image_shape,
+    })
+}

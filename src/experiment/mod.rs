@@ -1,0 +1,643 @@
+//! Experiments: the `data`, `train`, `sample` and `evaluate` items of a `.ebm` file turned
+//! into typed specifications the runner executes.
+//!
+//! Invariant: `interpret` never touches the disk; it only checks that every setting is known,
+//! well-typed and refers to declared data and models, reporting each problem with its span.
+//! Paths are resolved relative to the `.ebm` file's directory.
+
+mod settings;
+
+use crate::diag::{Diagnostic, Span};
+use crate::front::Program;
+use crate::runtime::batch::Binarize;
+use crate::syntax::ast::{self, Expr, ExprKind, MulOp};
+use crate::train::{LrSchedule, Method, Sparsity, Step, TrainConfig};
+use settings::{Args, Settings};
+use std::path::{Path, PathBuf};
+
+/// Where examples come from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Source {
+    /// MNIST IDX images, optional labels
+    Idx {
+        images: PathBuf,
+        labels: Option<PathBuf>,
+    },
+    Npy {
+        path: PathBuf,
+    },
+    Npz {
+        path: PathBuf,
+        array: String,
+    },
+    Csv {
+        path: PathBuf,
+        label_last: bool,
+    },
+    /// rows of several data sets one after another
+    Concat(Vec<DataSpec>),
+}
+
+/// `data NAME = SOURCE / SCALE |> binarize(..) |> take(n)`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DataSpec {
+    pub source: Box<Source>,
+    pub divide_by: f32,
+    pub binarize: Binarize,
+    pub take: Option<usize>,
+    pub span: Span,
+}
+
+/// A named data set.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NamedData {
+    pub name: String,
+    pub spec: DataSpec,
+}
+
+/// The model an item runs, with its argument overrides (`rbm(nh = 500)`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TargetSpec {
+    pub model: String,
+    pub overrides: Vec<(String, f64)>,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainSpec {
+    pub target: TargetSpec,
+    pub data: String,
+    pub config: TrainConfig,
+    /// parameter seed (initialisers)
+    pub init_seed: u64,
+    /// where the trained parameters go (`.npz`)
+    pub save: Option<PathBuf>,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct SampleSpec {
+    pub target: TargetSpec,
+    pub chains: usize,
+    pub steps: usize,
+    /// keep every `every`-th state after burn-in in the `.npy` trajectory
+    pub every: usize,
+    pub seed: u64,
+    /// start chains from this data set instead of noise
+    pub init_data: Option<String>,
+    pub save: Option<PathBuf>,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum LogZMethod {
+    Exact,
+    /// annealed importance sampling: `runs` particles, `betas` intermediate distributions
+    /// (`None`: the Salakhutdinov & Murray 2008 schedule of 14,500)
+    Ais {
+        runs: usize,
+        betas: Option<usize>,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct EvalSpec {
+    pub target: TargetSpec,
+    pub data: String,
+    pub logz: Option<LogZMethod>,
+    /// data set the AIS base rate is fitted to (default: the training data of the target)
+    pub base: Option<String>,
+    pub seed: u64,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    Train(TrainSpec),
+    Sample(SampleSpec),
+    Evaluate(EvalSpec),
+}
+
+/// Everything a file asks to run, in file order.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Experiment {
+    pub data: Vec<NamedData>,
+    pub actions: Vec<Action>,
+}
+
+impl Experiment {
+    pub fn data(&self, name: &str) -> Option<&DataSpec> {
+        self.data.iter().find(|d| d.name == name).map(|d| &d.spec)
+    }
+}
+
+const TRAIN_KEYS: &[&str] = &[
+    "method",
+    "batch",
+    "epochs",
+    "lr",
+    "lr_schedule",
+    "momentum",
+    "weight_decay",
+    "sparsity",
+    "seed",
+    "init_seed",
+    "save",
+];
+const SAMPLE_KEYS: &[&str] = &["chains", "steps", "every", "seed", "init", "save"];
+const EVAL_KEYS: &[&str] = &["logz", "base", "seed"];
+
+/// Checks and types every experiment item of a compiled program.
+pub fn interpret(program: &Program, base_dir: &Path) -> (Experiment, Vec<Diagnostic>) {
+    let mut ex = Experiment::default();
+    let mut diags = Vec::new();
+    for item in &program.experiments {
+        match item {
+            ast::Experiment::Data {
+                name, value, span, ..
+            } => {
+                if ex.data.iter().any(|d| d.name == name.name) {
+                    diags.push(Diagnostic::error(
+                        "E0507",
+                        name.span,
+                        format!("data `{}` defined twice", name.name),
+                    ));
+                    continue;
+                }
+                if let Some(spec) = data_spec(value, base_dir, &ex, &mut diags) {
+                    ex.data.push(NamedData {
+                        name: name.name.clone(),
+                        spec: DataSpec {
+                            span: *span,
+                            ..spec
+                        },
+                    });
+                }
+            }
+            ast::Experiment::Train {
+                target,
+                data,
+                settings,
+                span,
+                ..
+            } => {
+                let t = target_spec(target, program, &mut diags);
+                check_data_ref(data, &ex, &mut diags);
+                let mut s = Settings::new(settings);
+                let config = train_config(&mut s, &mut diags);
+                let init_seed = s.count_or("init_seed", 0) as u64;
+                let save = s.string("save").map(PathBuf::from);
+                diags.extend(s.finish("`train`", TRAIN_KEYS));
+                if let Some(target) = t {
+                    ex.actions.push(Action::Train(TrainSpec {
+                        target,
+                        data: data.name.clone(),
+                        config,
+                        init_seed,
+                        save,
+                        span: *span,
+                    }));
+                }
+            }
+            ast::Experiment::Sample {
+                target,
+                settings,
+                span,
+                ..
+            } => {
+                let t = target_spec(target, program, &mut diags);
+                let mut s = Settings::new(settings);
+                let chains = s.count_or("chains", 100).max(1);
+                let steps = s.count_or("steps", 1000);
+                let every = s.count_or("every", 100).max(1);
+                let seed = s.count_or("seed", 0) as u64;
+                let init_data = match s.expr("init") {
+                    None => None,
+                    Some(e) => match &e.kind {
+                        ExprKind::Name(n) if n == "noise" => None,
+                        ExprKind::Name(n) => {
+                            if ex.data(n).is_none() {
+                                diags.push(Diagnostic::error(
+                                    "E0508",
+                                    e.span,
+                                    format!("unknown data `{n}`"),
+                                ));
+                            }
+                            Some(n.clone())
+                        }
+                        _ => {
+                            diags.push(
+                                Diagnostic::error(
+                                    "E0505",
+                                    e.span,
+                                    "`init` must be `noise` or a data name",
+                                )
+                                .with_hint("write `init = noise` or `init = test`"),
+                            );
+                            None
+                        }
+                    },
+                };
+                let save = s.string("save").map(PathBuf::from);
+                diags.extend(s.finish("`sample`", SAMPLE_KEYS));
+                if let Some(target) = t {
+                    ex.actions.push(Action::Sample(SampleSpec {
+                        target,
+                        chains,
+                        steps,
+                        every,
+                        seed,
+                        init_data,
+                        save,
+                        span: *span,
+                    }));
+                }
+            }
+            ast::Experiment::Evaluate {
+                target,
+                data,
+                settings,
+                span,
+                ..
+            } => {
+                let t = target_spec(target, program, &mut diags);
+                check_data_ref(data, &ex, &mut diags);
+                let mut s = Settings::new(settings);
+                let logz = s.expr("logz").and_then(|e| logz_method(e, &mut diags));
+                let base = s.expr("base").and_then(|e| match &e.kind {
+                    ExprKind::Name(n) if ex.data(n).is_some() => Some(n.clone()),
+                    _ => {
+                        diags.push(Diagnostic::error(
+                            "E0508",
+                            e.span,
+                            "`base` must name a data set",
+                        ));
+                        None
+                    }
+                });
+                let seed = s.count_or("seed", 0) as u64;
+                diags.extend(s.finish("`evaluate`", EVAL_KEYS));
+                if let Some(target) = t {
+                    ex.actions.push(Action::Evaluate(EvalSpec {
+                        target,
+                        data: data.name.clone(),
+                        logz,
+                        base,
+                        seed,
+                        span: *span,
+                    }));
+                }
+            }
+        }
+    }
+    (ex, diags)
+}
+
+fn check_data_ref(data: &ast::Ident, ex: &Experiment, diags: &mut Vec<Diagnostic>) {
+    if ex.data(&data.name).is_none() {
+        let names: Vec<&str> = ex.data.iter().map(|d| d.name.as_str()).collect();
+        let mut d = Diagnostic::error("E0508", data.span, format!("unknown data `{}`", data.name));
+        if let Some(s) = crate::sema::scope::did_you_mean(&data.name, &names) {
+            d = d.with_hint(format!("did you mean `{s}`?"));
+        } else {
+            d = d.with_hint("declare it first: `data NAME = idx(\"file.gz\") / 255`");
+        }
+        diags.push(d);
+    }
+}
+
+fn target_spec(
+    t: &ast::Target,
+    program: &Program,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<TargetSpec> {
+    if program.model(&t.name.name).is_none() {
+        let names: Vec<&str> = program.models.iter().map(|m| m.name.as_str()).collect();
+        let mut d = Diagnostic::error(
+            "E0509",
+            t.name.span,
+            format!("unknown model `{}`", t.name.name),
+        );
+        if let Some(s) = crate::sema::scope::did_you_mean(&t.name.name, &names) {
+            d = d.with_hint(format!("did you mean `{s}`?"));
+        } else {
+            d = d.with_hint("define it in this file or import it with `use NAME`");
+        }
+        diags.push(d);
+        return None;
+    }
+    let mut overrides = Vec::new();
+    for a in &t.args {
+        match (&a.name, a.value.num()) {
+            (Some(n), Some(x)) => overrides.push((n.name.clone(), x)),
+            _ => diags.push(
+                Diagnostic::error(
+                    "E0505",
+                    a.value.span,
+                    "model arguments must be `name = number`",
+                )
+                .with_hint("e.g. `rbm(nh = 500)`"),
+            ),
+        }
+    }
+    Some(TargetSpec {
+        model: t.name.name.clone(),
+        overrides,
+        span: t.span,
+    })
+}
+
+fn train_config(s: &mut Settings, diags: &mut Vec<Diagnostic>) -> TrainConfig {
+    let d = TrainConfig::default();
+    let method = match s.expr("method") {
+        None => d.method.clone(),
+        Some(e) => method(e, diags).unwrap_or(d.method.clone()),
+    };
+    let (m0, m1, at) = s.ramp("momentum", 0.0);
+    let lr_schedule = match s.expr("lr_schedule") {
+        None => LrSchedule::Constant,
+        Some(e) => match &e.kind {
+            ExprKind::Str(m) | ExprKind::Name(m) if m == "constant" => LrSchedule::Constant,
+            ExprKind::Str(m) | ExprKind::Name(m) if m == "linear" => LrSchedule::LinearToZero,
+            _ => {
+                diags.push(
+                    Diagnostic::error("E0505", e.span, "unknown lr_schedule").with_hint(
+                        "use `constant` or `linear` (decays to zero at the last update)",
+                    ),
+                );
+                LrSchedule::Constant
+            }
+        },
+    };
+    let sparsity = s.expr("sparsity").and_then(|e| match &e.kind {
+        ExprKind::Call(c) if c.func.name == "target" => {
+            let mut a = Args::new(c);
+            let target = a.num(0, "p");
+            let cost = a.num(1, "cost").unwrap_or(0.1);
+            let decay = a.num(2, "decay").unwrap_or(0.9);
+            diags.extend(a.finish());
+            target.map(|target| Sparsity {
+                target,
+                cost,
+                decay,
+            })
+        }
+        _ => {
+            diags.push(
+                Diagnostic::error("E0505", e.span, "`sparsity` must be `target(p, cost = c)`")
+                    .with_hint("e.g. `sparsity = target(0.05, cost = 0.1)`"),
+            );
+            None
+        }
+    });
+    TrainConfig {
+        method,
+        batch: s.count_or("batch", d.batch),
+        epochs: s.count_or("epochs", d.epochs),
+        lr: s.num_or("lr", d.lr),
+        lr_schedule,
+        momentum: Step {
+            start: m0,
+            end: m1,
+            at_epoch: at,
+        },
+        weight_decay: s.num_or("weight_decay", 0.0),
+        sparsity,
+        seed: s.count_or("seed", 0) as u64,
+        max_abs_param: d.max_abs_param,
+    }
+}
+
+fn method(e: &Expr, diags: &mut Vec<Diagnostic>) -> Option<Method> {
+    let (name, call) = match &e.kind {
+        ExprKind::Name(n) => (n.as_str(), None),
+        ExprKind::Call(c) => (c.func.name.as_str(), Some(c)),
+        _ => ("", None),
+    };
+    let empty = ast::Call {
+        func: ast::Ident {
+            name: name.into(),
+            span: e.span,
+        },
+        args: vec![],
+        span: e.span,
+    };
+    let mut a = Args::new(call.unwrap_or(&empty));
+    let m = match name {
+        "cd" => Some(Method::Cd {
+            k: a.count(0, "k").unwrap_or(1).max(1),
+        }),
+        "pcd" | "sml" => Some(Method::Pcd {
+            k: a.count(1, "k").unwrap_or(1).max(1),
+            chains: a.count(0, "chains").unwrap_or(100).max(1),
+        }),
+        "pt" => Some(Method::Pt {
+            k: a.count(2, "k").unwrap_or(1).max(1),
+            chains: a.count(0, "chains").unwrap_or(100).max(1),
+            temps: a.count(1, "temps").unwrap_or(10),
+            min_beta: a.num(3, "min_beta").unwrap_or(0.1),
+        }),
+        "pseudo_likelihood" | "pl" => Some(Method::PseudoLikelihood {
+            sites: a.count(0, "sites"),
+        }),
+        "ratio_matching" | "rm" => Some(Method::RatioMatching {
+            sites: a.count(0, "sites"),
+        }),
+        _ => {
+            diags.push(
+                Diagnostic::error("E0510", e.span, "unknown training method")
+                    .with_hint("use cd(k = 1), pcd(chains = 100, k = 1), pt(chains, temps), pseudo_likelihood or ratio_matching"),
+            );
+            None
+        }
+    };
+    diags.extend(a.finish());
+    m
+}
+
+fn logz_method(e: &Expr, diags: &mut Vec<Diagnostic>) -> Option<LogZMethod> {
+    match &e.kind {
+        ExprKind::Name(n) if n == "exact" => Some(LogZMethod::Exact),
+        ExprKind::Call(c) if c.func.name == "ais" => {
+            let mut a = Args::new(c);
+            let runs = a.count(0, "runs").unwrap_or(100).max(1);
+            let betas = a.count(1, "betas");
+            diags.extend(a.finish());
+            Some(LogZMethod::Ais { runs, betas })
+        }
+        _ => {
+            diags.push(
+                Diagnostic::error("E0510", e.span, "unknown log Z method")
+                    .with_hint("use `exact` or `ais(runs = 100, betas = 14500)`"),
+            );
+            None
+        }
+    }
+}
+
+/// Data expressions: a loader call, then `/ k` scaling, then a `|>` chain of transforms.
+fn data_spec(
+    e: &Expr,
+    base: &Path,
+    ex: &Experiment,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<DataSpec> {
+    match &e.kind {
+        ExprKind::Pipe(stages) => {
+            let (first, rest) = stages.split_first()?;
+            let mut spec = data_spec(first, base, ex, diags)?;
+            for st in rest {
+                transform(&mut spec, st, diags);
+            }
+            Some(spec)
+        }
+        ExprKind::Product(ops) => {
+            let (first, rest) = ops.split_first()?;
+            let mut spec = data_spec(&first.1, base, ex, diags)?;
+            for (op, x) in rest {
+                match (op, x.num()) {
+                    (MulOp::Div, Some(k)) if k > 0.0 => spec.divide_by *= k as f32,
+                    _ => diags.push(
+                        Diagnostic::error(
+                            "E0511",
+                            x.span,
+                            "data can only be divided by a positive number",
+                        )
+                        .with_hint("e.g. `idx(\"images.gz\") / 255`"),
+                    ),
+                }
+            }
+            Some(spec)
+        }
+        ExprKind::Name(n) => match ex.data(n) {
+            Some(d) => Some(d.clone()),
+            None => {
+                diags.push(Diagnostic::error(
+                    "E0508",
+                    e.span,
+                    format!("unknown data `{n}`"),
+                ));
+                None
+            }
+        },
+        ExprKind::Call(c) => loader(c, base, ex, diags),
+        _ => {
+            diags.push(
+                Diagnostic::error("E0511", e.span, "not a data expression")
+                    .with_hint("use idx(\"file.gz\"), npy(\"file.npy\"), npz(\"file.npz\", \"name\"), csv(\"file.csv\") or concat(a, b)"),
+            );
+            None
+        }
+    }
+}
+
+fn plain(source: Source, span: Span) -> DataSpec {
+    DataSpec {
+        source: Box::new(source),
+        divide_by: 1.0,
+        binarize: Binarize::None,
+        take: None,
+        span,
+    }
+}
+
+fn loader(
+    c: &ast::Call,
+    base: &Path,
+    ex: &Experiment,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<DataSpec> {
+    let mut a = Args::new(c);
+    let path = |a: &mut Args, pos, name| a.string(pos, name).map(|p| base.join(p));
+    let src = match c.func.name.as_str() {
+        "idx" => path(&mut a, 0, "images").map(|images| Source::Idx {
+            images,
+            labels: path(&mut a, 1, "labels"),
+        }),
+        "npy" => path(&mut a, 0, "path").map(|path| Source::Npy { path }),
+        "npz" => {
+            let p = path(&mut a, 0, "path");
+            let array = a.string(1, "array");
+            p.zip(array)
+                .map(|(path, array)| Source::Npz { path, array })
+        }
+        "csv" => path(&mut a, 0, "path").map(|path| {
+            let label_last = a.string(1, "label").is_some_and(|l| l == "last");
+            Source::Csv { path, label_last }
+        }),
+        "concat" => {
+            let mut parts = Vec::new();
+            for arg in &c.args {
+                if let Some(p) = data_spec(&arg.value, base, ex, diags) {
+                    parts.push(p);
+                }
+            }
+            diags.extend(a.finish());
+            return Some(plain(Source::Concat(parts), c.span));
+        }
+        other => {
+            diags.push(
+                Diagnostic::error(
+                    "E0511",
+                    c.func.span,
+                    format!("unknown data loader `{other}`"),
+                )
+                .with_hint("use idx, npy, npz, csv or concat"),
+            );
+            return None;
+        }
+    };
+    if src.is_none() {
+        diags.push(Diagnostic::error(
+            "E0511",
+            c.span,
+            format!("`{}` needs a file path in quotes", c.func.name),
+        ));
+    }
+    diags.extend(a.finish());
+    src.map(|s| plain(s, c.span))
+}
+
+fn transform(spec: &mut DataSpec, st: &Expr, diags: &mut Vec<Diagnostic>) {
+    let ExprKind::Call(c) = &st.kind else {
+        diags.push(Diagnostic::error(
+            "E0511",
+            st.span,
+            "expected a transform call after `|>`",
+        ));
+        return;
+    };
+    let mut a = Args::new(c);
+    match c.func.name.as_str() {
+        // binarize(0.5): threshold; binarize("once", seed = 1) / binarize("per_epoch", seed = 1)
+        "binarize" => {
+            let first = a.expr(0, "mode");
+            spec.binarize = match first.map(|e| &e.kind) {
+                Some(ExprKind::Num(t)) => Binarize::Threshold(*t as f32),
+                Some(ExprKind::Str(m)) if m == "once" => Binarize::StochasticOnce {
+                    seed: a.count(1, "seed").unwrap_or(0) as u64,
+                },
+                Some(ExprKind::Str(m)) if m == "per_epoch" => Binarize::StochasticPerEpoch {
+                    seed: a.count(1, "seed").unwrap_or(0) as u64,
+                },
+                _ => {
+                    diags.push(
+                        Diagnostic::error("E0511", c.span, "unknown binarization")
+                            .with_hint("binarize(0.5), binarize(\"once\", seed = 1) or binarize(\"per_epoch\", seed = 1)"),
+                    );
+                    Binarize::None
+                }
+            };
+        }
+        "take" => spec.take = a.count(0, "n"),
+        other => diags.push(
+            Diagnostic::error(
+                "E0511",
+                c.func.span,
+                format!("unknown data transform `{other}`"),
+            )
+            .with_hint("use binarize(..) or take(n)"),
+        ),
+    }
+    diags.extend(a.finish());
+}
