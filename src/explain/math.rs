@@ -49,6 +49,11 @@ pub fn unit_canon(model: &Model, g: GroupId, names: &[String]) -> String {
 /// One contribution of `(term, slot)` to `-(sum of the term's value with the slot factor
 /// removed)`, e.g. `Σ_i v[i]·W[i, j]`. Returns a signed string (`-…` or plain).
 fn contribution(model: &Model, t: &Term, slot: usize, names: &[String], negate: bool) -> String {
+    if !t.units[slot].index.iter().all(|a| a.as_var().is_some()) {
+        if let Some(t2) = invert_slot(model, t, slot) {
+            return contribution(model, &t2, slot, names, negate);
+        }
+    }
     let u = &t.units[slot];
     let mut vars: Vec<IndexVar> = t.vars.clone();
     let mut bound = vec![false; vars.len()];
@@ -261,4 +266,80 @@ pub fn sum_sub(free: &[&str]) -> String {
     } else {
         format!("Σ_{{{}}}", free.join(","))
     }
+}
+
+/// Rewrites a term so that the factor at `slot` is indexed by bare vars, when each of its axes
+/// is `(v + c) % n` with `n` the axis length and `v` a var of extent `n` used on no other axis
+/// (a bijection, as on a periodic lattice): then `v = (v' - c) % n` is substituted everywhere.
+/// `None` when some other index cannot be rewritten exactly.
+fn invert_slot(model: &Model, t: &Term, slot: usize) -> Option<Term> {
+    use crate::ir::Affine;
+    let u = &t.units[slot];
+    let shape = &model.group(u.group).shape;
+    // var -> (offset c, modulo n)
+    let mut sub: Vec<Option<(i64, i64)>> = vec![None; t.vars.len()];
+    for (ax, a) in u.index.iter().enumerate() {
+        let n = shape[ax] as i64;
+        match (&a.coeffs[..], a.modulo) {
+            ([(v, 1)], None) if a.offset == 0 => {}
+            ([(v, 1)], Some(m)) if m == n && t.vars[*v as usize].extent as i64 == n => {
+                if sub[*v as usize].is_some() {
+                    return None;
+                }
+                sub[*v as usize] = Some((a.offset, n));
+            }
+            _ => return None,
+        }
+    }
+    let rewrite = |a: &Affine| -> Option<Affine> {
+        let touched: Vec<&(u32, i64)> = a
+            .coeffs
+            .iter()
+            .filter(|(v, _)| sub[*v as usize].is_some())
+            .collect();
+        match touched[..] {
+            [] => Some(a.clone()),
+            [&(v, 1)] if a.coeffs.len() == 1 => {
+                let (c, n) = sub[v as usize].expect("substituted");
+                if a.modulo.is_some_and(|m| m != n) || (a.modulo.is_none() && a.offset != 0) {
+                    return None;
+                }
+                let off = (a.offset - c).rem_euclid(n);
+                Some(Affine {
+                    coeffs: vec![(v, 1)],
+                    offset: if off == 0 { 0 } else { off - n },
+                    modulo: (off != 0).then_some(n),
+                })
+            }
+            _ => None,
+        }
+    };
+    fn map_coef(
+        c: &Coef,
+        f: &dyn Fn(&crate::ir::Affine) -> Option<crate::ir::Affine>,
+    ) -> Option<Coef> {
+        Some(match c {
+            Coef::Const(x) => Coef::Const(*x),
+            Coef::Param { param, index } => Coef::Param {
+                param: *param,
+                index: index.iter().map(f).collect::<Option<Vec<_>>>()?,
+            },
+            Coef::Add(xs) => Coef::Add(xs.iter().map(|x| map_coef(x, f)).collect::<Option<_>>()?),
+            Coef::Mul(xs) => Coef::Mul(xs.iter().map(|x| map_coef(x, f)).collect::<Option<_>>()?),
+            Coef::Div(a, b) => Coef::Div(Box::new(map_coef(a, f)?), Box::new(map_coef(b, f)?)),
+            Coef::Powi(a, n) => Coef::Powi(Box::new(map_coef(a, f)?), *n),
+            Coef::Neg(a) => Coef::Neg(Box::new(map_coef(a, f)?)),
+            Coef::Func(g, a) => Coef::Func(*g, Box::new(map_coef(a, f)?)),
+        })
+    }
+    let mut t2 = t.clone();
+    for (k, w) in t2.units.iter_mut().enumerate() {
+        w.index = if k == slot {
+            w.index.iter().map(|a| Affine::var(a.coeffs[0].0)).collect()
+        } else {
+            w.index.iter().map(&rewrite).collect::<Option<Vec<_>>>()?
+        };
+    }
+    t2.coef = map_coef(&t.coef, &rewrite)?;
+    Some(t2)
 }

@@ -427,3 +427,76 @@ fn user_schedule_errors() {
         .iter()
         .all(|d| d.hint.is_some() && !d.labels.is_empty()));
 }
+
+/// On many random models (laterals, three-way terms, categorical groups, directed parts,
+/// Gaussian visibles): derived blocks are independent sets covering every variable once, and
+/// derive + explain never panic and are deterministic.
+#[test]
+fn random_models_blocks_are_valid() {
+    use ebmc::testgen::{random_gaussian, random_model, random_sbn, GenConfig};
+    let mut models = Vec::new();
+    for s in 0..60 {
+        models.push(random_model(s, &GenConfig::default()).0);
+        models.push(
+            random_model(
+                1000 + s,
+                &GenConfig {
+                    max_directed: 2,
+                    ..GenConfig::default()
+                },
+            )
+            .0,
+        );
+    }
+    for s in 0..20 {
+        models.push(random_sbn(s).0);
+        models.push(random_gaussian(s).0);
+    }
+    let mut self_interacting = 0;
+    for m in &models {
+        let s = analyze_ok(m);
+        self_interacting += s.blankets.iter().filter(|b| b.self_interacting).count();
+        let (p, _) = ebmc::derive::derive(m, &s);
+        let a = ebmc::explain::explain_text(m, &p);
+        assert_eq!(a, ebmc::explain::explain_text(m, &p));
+        // Summed groups never interact with each other or themselves.
+        for x in &p.free_energy.summed {
+            for y in &p.free_energy.summed {
+                assert!(!s.interacts[x.idx()][y.idx()], "{}", m.name);
+            }
+        }
+    }
+    assert!(
+        self_interacting > 20,
+        "the generator exercises element colorings: {self_interacting}"
+    );
+}
+
+#[test]
+fn meanfield_user_schedule_warnings() {
+    let (m, _) = bm(2, 2);
+    let (v_, h) = (GroupId(0), GroupId(1));
+    let m = with_schedule(
+        m,
+        ScheduleKind::MeanField {
+            iters: 5,
+            damping: 0.5,
+            tol: 1e-4,
+        },
+        vec![step(&[h], &[], 2), step(&[v_], &[], 9)],
+    );
+    let (s, diags) = analyze(&m);
+    let msgs: Vec<String> = diags
+        .iter()
+        .map(|d| format!("{:?} {} {}", d.severity, d.code, d.message))
+        .collect();
+    assert_eq!(
+        msgs,
+        vec![
+            "Warning E0401 `update h` is not a valid block: term `-0.5*h[i]*J[i, k]*h[k]` couples h[0] and h[1]",
+            "Warning E0404 `update v` updates visible `v`, which mean field keeps clamped to the data",
+        ]
+    );
+    // Warnings only: the user's (damped) schedule is used.
+    assert!(s.meanfield_schedule.user);
+}
