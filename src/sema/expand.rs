@@ -246,10 +246,13 @@ impl Expander<'_> {
                         MulOp::Mul => self.mul(&a, &b, span),
                         MulOp::Div => self.divide(a, &b, p.span, span),
                         MulOp::Mod => {
-                            self.err(
-                                "E0306",
-                                p.span,
-                                "`%` is only allowed inside index brackets".into(),
+                            self.diags.push(
+                                Diagnostic::error(
+                                    "E0306",
+                                    p.span,
+                                    "`%` is only allowed inside index brackets",
+                                )
+                                .with_hint("for a periodic index write `s[(i + 1) % L]`"),
                             );
                             None
                         }
