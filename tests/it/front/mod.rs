@@ -3,6 +3,7 @@
 //! numerically against hand-written formulas.
 
 mod energy;
+mod syntax;
 
 use ebmc::front::{compile_str, render, stdlib_names, stdlib_source, CompileOptions};
 use ebmc::ir::eval::{Params, State};
