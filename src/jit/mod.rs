@@ -12,6 +12,7 @@
 //! touches memory outside them. Compilation failures are `CompileKernelError`s.
 
 mod codegen;
+pub mod emit;
 pub mod kernels;
 
 use crate::kernel::check::Checked;
