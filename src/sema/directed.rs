@@ -430,6 +430,17 @@ fn build(
             }
             let mean = super::expand::combine(expand(cx, vars, &args[0].value)?, &cx.model.groups);
             let sd_poly = expand(cx, vars, &args[1].value)?;
+            if sd_poly.iter().any(|m| !m.units.is_empty()) {
+                cx.diags.push(
+                    Diagnostic::error(
+                        "E0205",
+                        args[1].value.span,
+                        "the standard deviation of `normal` depends on units",
+                    )
+                    .with_hint("only the mean may depend on parent units; the standard deviation is a parameter or constant expression"),
+                );
+                return None;
+            }
             let sd = {
                 let mut ex = Expander {
                     scope: &cx.scope,

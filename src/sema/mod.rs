@@ -8,6 +8,7 @@
 mod decl;
 mod directed;
 pub mod expand;
+mod index;
 pub mod scope;
 pub mod terms;
 

@@ -471,3 +471,68 @@ fn random_models_blocks_are_valid() {
         "the generator exercises element colorings: {self_interacting}"
     );
 }
+
+#[test]
+fn meanfield_user_schedule_warnings() {
+    let (m, _) = bm(2, 2);
+    let (v_, h) = (GroupId(0), GroupId(1));
+    let m = with_schedule(
+        m,
+        ScheduleKind::MeanField {
+            iters: 5,
+            damping: 0.5,
+            tol: 1e-4,
+        },
+        vec![step(&[h], &[], 2), step(&[v_], &[], 9)],
+    );
+    let (s, diags) = analyze(&m);
+    let msgs: Vec<String> = diags
+        .iter()
+        .map(|d| format!("{:?} {} {}", d.severity, d.code, d.message))
+        .collect();
+    assert_eq!(
+        msgs,
+        vec![
+            "Warning E0401 `update h` is not a valid block: term `-0.5*h[i]*J[i, k]*h[k]` couples h[0] and h[1]",
+            "Warning E0404 `update v` updates visible `v`, which mean field keeps clamped to the data",
+        ]
+    );
+    // Warnings only: the user's (damped) schedule is used.
+    assert!(s.meanfield_schedule.user);
+}
+
+fn stdlib(name: &str, overrides: &[(&str, f64)]) -> Model {
+    use ebmc::front::{compile_str, stdlib_source, CompileOptions};
+    let opts = CompileOptions {
+        overrides: overrides.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+    };
+    let (p, _, d) = compile_str(name, stdlib_source(name).expect("stdlib model"), &opts);
+    assert!(d.iter().all(|d| !d.is_error()), "{d:?}");
+    p.models.last().expect("one model").clone()
+}
+
+/// The issue's acceptance checks, through the parser and the JSON form of `explain`.
+#[test]
+fn stdlib_dbm_and_odd_ising_json() {
+    let m = stdlib("dbm", &[("nv", 6.0), ("n1", 4.0), ("n2", 3.0)]);
+    let s = analyze_ok(&m);
+    let (p, d) = ebmc::derive::derive(&m, &s);
+    assert!(d.is_empty());
+    let j = ebmc::explain::explain_json(&m, &p);
+    assert_eq!(
+        j["blocks"].to_string(),
+        r#"[[{"group":"v","vars":null},{"group":"h2","vars":null}],[{"group":"h1","vars":null}]]"#
+    );
+    let m = stdlib("ising", &[("L", 5.0)]);
+    let s = analyze_ok(&m);
+    assert_eq!(s.schedule.blocks.len(), 3);
+    let (p, _) = ebmc::derive::derive(&m, &s);
+    let j = ebmc::explain::explain_json(&m, &p);
+    let why = j["schedule"].to_string();
+    assert!(
+        why.contains("is a cycle of length 5 (odd), no 2-coloring exists"),
+        "{why}"
+    );
+    let m = stdlib("ising", &[("L", 6.0)]);
+    assert_eq!(analyze_ok(&m).schedule.blocks.len(), 2);
+}
