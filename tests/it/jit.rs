@@ -23,6 +23,7 @@ use rand::{Rng, SeedableRng};
 const CFG: JitConfig = JitConfig {
     verify: true,
     optimize: true,
+    disasm: false,
 };
 
 fn randn(rng: &mut StdRng, n: usize, scale: f32) -> Vec<f32> {
@@ -722,4 +723,21 @@ fn emit_kernels_and_clif_for_stdlib_models() {
         clif.contains("; kernel epilogue_bernoulli_h") && clif.contains("f32x4"),
         "{clif}"
     );
+}
+
+#[test]
+fn print_epilogue_asm() {
+    if std::env::var("EBMC_PRINT_ASM").is_err() {
+        return;
+    }
+    let k = epilogue(4, 8, EpilogueFamily::Bernoulli);
+    let jit = JitModule::compile(
+        &[k],
+        JitConfig {
+            disasm: true,
+            ..CFG
+        },
+    )
+    .expect("compiles");
+    eprintln!("{}", jit.asm(0).expect("listing"));
 }
