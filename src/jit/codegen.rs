@@ -19,7 +19,8 @@ use crate::kernel::{
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::types::{F32, F32X4, I32, I32X4, I64};
 use cranelift_codegen::ir::{
-    BlockArg, Endianness, FuncRef, InstBuilder, MemFlagsData, Type, Value,
+    BlockArg, ConstantData, Endianness, FuncRef, InstBuilder, MemFlagsData, StackSlot,
+    StackSlotData, StackSlotKind, Type, Value,
 };
 use cranelift_codegen::isa::TargetFrontendConfig;
 use cranelift_frontend::{FunctionBuilder, Variable};
@@ -50,7 +51,10 @@ pub(super) struct Gen<'a, 'f> {
     ranges: Vec<Interval>,
     vars: Vec<Option<Variable>>,
     locals: Vec<Option<(Variable, bool)>>,
-    keys: Vec<Option<Variable>>,
+    /// per key: a stack slot holding `[key: i64, pad, k0 x4: i32x4, k1 x4: i32x4]`, written by
+    /// the `Key` statement; a slot (not an SSA value) keeps Cranelift from re-deriving the
+    /// key inside the inner loop where it is used
+    keys: Vec<Option<StackSlot>>,
     vec_var: Option<VarId>,
     mode: Mode,
     lane_iota: Value,
@@ -76,12 +80,9 @@ impl<'a, 'f> Gen<'a, 'f> {
         let seed = b.ins().load(I64, fl, rngp, 0);
         let stream0 = b.ins().load(I64, fl, rngp, 8);
         let step = b.ins().load(I64, fl, rngp, 16);
-        let mut iota = b.ins().iconst(I32, 0);
-        iota = b.ins().splat(I32X4, iota);
-        for l in 1..4u8 {
-            let c = b.ins().iconst(I32, l as i64);
-            iota = b.ins().insertlane(iota, c, l);
-        }
+        let bytes: Vec<u8> = (0..4u32).flat_map(|l| l.to_le_bytes()).collect();
+        let iota_c = b.func.dfg.constants.insert(ConstantData::from(bytes));
+        let iota = b.ins().vconst(I32X4, iota_c);
         let mut g = Gen {
             k,
             b,
@@ -304,8 +305,11 @@ impl<'a, 'f> Gen<'a, 'f> {
     fn exp(&mut self, x: Value) -> Value {
         let lo = self.fconst(mathf::EXP_LO);
         let hi = self.fconst(mathf::EXP_HI);
-        let x = self.b.ins().fmax(x, lo);
-        let x = self.b.ins().fmin(x, hi);
+        // compare-and-select, not fmin/fmax: x86 needs long NaN-exact sequences for those
+        let below = self.b.ins().fcmp(FloatCC::LessThan, x, lo);
+        let x = self.choose(below, lo, x);
+        let above = self.b.ins().fcmp(FloatCC::GreaterThan, x, hi);
+        let x = self.choose(above, hi, x);
         let l2e = self.fconst(mathf::LOG2E);
         let t = self.b.ins().fmul(x, l2e);
         let n = self.b.ins().nearest(t);
@@ -326,17 +330,31 @@ impl<'a, 'f> Gen<'a, 'f> {
         let y = self.b.ins().fadd(y, r);
         let one = self.fconst(1.0);
         let y = self.b.ins().fadd(y, one);
+        // n is an integer in [-126, 127]: n + 1.5 * 2^23 holds it in the low mantissa bits,
+        // so `bits - bits(1.5 * 2^23) + 127` is n + 127 exactly (no saturating conversion)
         let (ity, fty) = if self.width4() {
             (I32X4, F32X4)
         } else {
             (I32, F32)
         };
-        let ni = self.b.ins().fcvt_to_sint_sat(ity, n);
-        let c127 = self.iconst32(127);
-        let e = self.b.ins().iadd(ni, c127);
+        let magic = self.fconst(12_582_912.0);
+        let t = self.b.ins().fadd(n, magic);
+        let tb = self.bitcast(ity, t);
+        let bias = self.iconst32(127u32.wrapping_sub(0x4B40_0000));
+        let e = self.b.ins().iadd(tb, bias);
         let e = self.b.ins().ishl_imm_s(e, 23);
         let scale = self.bitcast(fty, e);
         self.b.ins().fmul(y, scale)
+    }
+
+    /// `if c { a } else { b }` for a comparison result `c` of the current width.
+    fn choose(&mut self, c: Value, a: Value, b: Value) -> Value {
+        if self.width4() {
+            let mask = self.bitcast(F32X4, c);
+            self.b.ins().bitselect(mask, a, b)
+        } else {
+            self.b.ins().select(c, a, b)
+        }
     }
 
     fn bitcast(&mut self, ty: Type, x: Value) -> Value {
@@ -381,12 +399,10 @@ impl<'a, 'f> Gen<'a, 'f> {
     }
 
     fn uniform(&mut self, key: u32, counter: &Index) -> Value {
-        let kv = self.keys[key as usize].expect("checked: key computed");
-        let key = self.b.use_var(kv);
-        let k0 = self.b.ins().ireduce(I32, key);
-        let hi = self.b.ins().ushr_imm_s(key, 32);
-        let k1 = self.b.ins().ireduce(I32, hi);
+        let slot = self.keys[key as usize].expect("checked: key computed");
         let (ctr, k0, k1) = if self.width4() {
+            let k0 = self.b.ins().stack_load(I64, I32X4, slot, 16);
+            let k1 = self.b.ins().stack_load(I64, I32X4, slot, 32);
             let ctr = match self.lanes(counter) {
                 Lanes::Invariant => {
                     let c = self.index(counter, 0);
@@ -410,10 +426,12 @@ impl<'a, 'f> Gen<'a, 'f> {
                     v
                 }
             };
-            let k0 = self.b.ins().splat(I32X4, k0);
-            let k1 = self.b.ins().splat(I32X4, k1);
             (ctr, k0, k1)
         } else {
+            let key = self.b.ins().stack_load(I64, I64, slot, 0);
+            let k0 = self.b.ins().ireduce(I32, key);
+            let hi = self.b.ins().ushr_imm_s(key, 32);
+            let k1 = self.b.ins().ireduce(I32, hi);
             let c = self.index(counter, 0);
             (self.b.ins().ireduce(I32, c), k0, k1)
         };
@@ -567,16 +585,26 @@ impl<'a, 'f> Gen<'a, 'f> {
                 let t = self.b.ins().imul_imm_s(self.step, rng::STEP_MUL as i64);
                 let z = self.b.ins().bxor(z, t);
                 let z = self.mix64(z);
-                let slot = &mut self.keys[key.0 as usize];
-                let var = match slot {
-                    Some(v) => *v,
+                let slot = match self.keys[key.0 as usize] {
+                    Some(sl) => sl,
                     None => {
-                        let v = self.b.declare_var(I64);
-                        *slot = Some(v);
-                        v
+                        let sl = self.b.create_sized_stack_slot(StackSlotData::new(
+                            StackSlotKind::ExplicitSlot,
+                            48,
+                            4,
+                        ));
+                        self.keys[key.0 as usize] = Some(sl);
+                        sl
                     }
                 };
-                self.b.def_var(var, z);
+                let k0 = self.b.ins().ireduce(I32, z);
+                let hi = self.b.ins().ushr_imm_s(z, 32);
+                let k1 = self.b.ins().ireduce(I32, hi);
+                let k0 = self.b.ins().splat(I32X4, k0);
+                let k1 = self.b.ins().splat(I32X4, k1);
+                self.b.ins().stack_store(I64, z, slot, 0);
+                self.b.ins().stack_store(I64, k0, slot, 16);
+                self.b.ins().stack_store(I64, k1, slot, 32);
             }
         }
     }

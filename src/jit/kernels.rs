@@ -187,7 +187,7 @@ pub struct LatticeSweep {
 }
 
 /// Checks that `schedule` updates `g` in exactly the two checkerboard colour classes.
-fn check_schedule(
+pub(crate) fn check_schedule(
     model: &Model,
     g: GroupId,
     sh: &LatticeShape,

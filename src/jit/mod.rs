@@ -12,6 +12,7 @@
 //! touches memory outside them. Compilation failures are `CompileKernelError`s.
 
 mod codegen;
+pub mod emit;
 pub mod kernels;
 
 use crate::kernel::check::Checked;
@@ -40,6 +41,8 @@ pub struct JitConfig {
     pub verify: bool,
     /// optimise for speed (`opt_level = speed`); `false` is `none`
     pub optimize: bool,
+    /// keep the machine code listing of every kernel (`--emit asm`, profiling)
+    pub disasm: bool,
 }
 
 impl Default for JitConfig {
@@ -47,6 +50,7 @@ impl Default for JitConfig {
         JitConfig {
             verify: cfg!(debug_assertions),
             optimize: true,
+            disasm: false,
         }
     }
 }
@@ -56,6 +60,7 @@ struct Compiled {
     f: KernelFn,
     checked: Checked,
     clif: String,
+    asm: Option<String>,
 }
 
 /// Native code for a set of kernels (one model), with its executable memory.
@@ -148,6 +153,8 @@ impl JitModule {
         let mut ctx = module.make_context();
         let mut fbc = FunctionBuilderContext::new();
         let mut clifs = Vec::new();
+        let mut asms = Vec::new();
+        ctx.set_disasm(cfg.disasm);
         for (k, &id) in kernels.iter().zip(&ids) {
             ctx.func.signature = sig.clone();
             ctx.func.name = UserFuncName::user(0, id.as_u32());
@@ -166,7 +173,9 @@ impl JitModule {
                 };
                 cg(k, detail)
             })?;
+            asms.push(ctx.compiled_code().and_then(|c| c.vcode.clone()));
             module.clear_context(&mut ctx);
+            ctx.set_disasm(cfg.disasm);
         }
         module
             .finalize_definitions()
@@ -176,7 +185,8 @@ impl JitModule {
             .zip(ids)
             .zip(checked)
             .zip(clifs)
-            .map(|(((k, id), checked), clif)| {
+            .zip(asms)
+            .map(|((((k, id), checked), clif), asm)| {
                 let p = module.get_finalized_function(id);
                 // SAFETY: `p` is the finalised code of a function with signature `sig`, which
                 // is `KernelFn`'s C ABI.
@@ -186,6 +196,7 @@ impl JitModule {
                     f,
                     checked,
                     clif,
+                    asm,
                 }
             })
             .collect();
@@ -206,6 +217,11 @@ impl JitModule {
     /// The Cranelift IR of kernel `k` as emitted (before optimisation): `--emit clif`.
     pub fn clif(&self, k: usize) -> &str {
         &self.kernels[k].clif
+    }
+
+    /// The machine code listing of kernel `k`, when compiled with `disasm`.
+    pub fn asm(&self, k: usize) -> Option<&str> {
+        self.kernels[k].asm.as_deref()
     }
 
     /// Whether kernel `k`'s `par` loop may be split across threads.

@@ -205,10 +205,10 @@ impl Expr {
     pub fn bin(op: BinOp, a: Expr, b: Expr) -> Self {
         Expr::Bin(op, Box::new(a), Box::new(b))
     }
-    pub fn add(a: Expr, b: Expr) -> Self {
+    pub fn plus(a: Expr, b: Expr) -> Self {
         Expr::bin(BinOp::Add, a, b)
     }
-    pub fn mul(a: Expr, b: Expr) -> Self {
+    pub fn times(a: Expr, b: Expr) -> Self {
         Expr::bin(BinOp::Mul, a, b)
     }
     pub fn select(cmp: CmpOp, a: Expr, b: Expr, then: Expr, els: Expr) -> Self {
