@@ -86,3 +86,76 @@ fn logz_exact_matches_the_library() {
         .log_z;
     assert!(out.contains(&format!("log Z = {z:.10}")), "{out} vs {z}");
 }
+
+#[test]
+fn run_trains_samples_evaluates_and_resumes() {
+    let out = std::env::temp_dir().join(format!("ebmc-run-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/digits_rbm.ebm");
+    let o = out.to_str().unwrap();
+    let (code, stdout, err) = ebmc(&["run", file, "--out", o, "--epochs", "2"]);
+    assert_eq!(code, 0, "{err}");
+    for f in [
+        "rbm.ckpt.npz",
+        "rbm.metrics.jsonl",
+        "rbm.metrics.png",
+        "digits_rbm.npz",
+        "rbm.filters.png",
+        "digits_samples.png",
+        "digits_samples.npy",
+        "rbm.eval.digits.json",
+    ] {
+        assert!(out.join(f).exists(), "{f} missing; stdout: {stdout}");
+        assert!(stdout.contains(f), "summary does not name {f}: {stdout}");
+    }
+    let lines = |p: &std::path::Path| std::fs::read_to_string(p).unwrap().lines().count();
+    assert_eq!(lines(&out.join("rbm.metrics.jsonl")), 2);
+    // a resumed run continues after epoch 2 instead of starting again
+    let (code, stdout, err) = ebmc(&["run", file, "--out", o, "--epochs", "3", "--resume"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(stdout.contains("resuming `rbm`"), "{stdout}");
+    assert_eq!(lines(&out.join("rbm.metrics.jsonl")), 3);
+    let eval: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("rbm.eval.digits.json")).unwrap())
+            .unwrap();
+    assert!(eval["pseudo_likelihood"].as_f64().unwrap() < 0.0);
+}
+
+#[test]
+fn run_reports_experiment_mistakes_with_spans() {
+    let dir = std::env::temp_dir().join(format!("ebmc-runbad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("bad_run.ebm");
+    std::fs::write(
+        &path,
+        "use rbm\ndata d = idx(\"nowhere.gz\")\ntrain rbm on dd { epocs = 3 }\n",
+    )
+    .unwrap();
+    let (code, _, err) = ebmc(&["run", path.to_str().unwrap()]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("unknown data `dd`") && err.contains("did you mean `d`?"),
+        "{err}"
+    );
+    assert!(
+        err.contains("unknown setting `epocs`") && err.contains("did you mean `epochs`?"),
+        "{err}"
+    );
+    // a well-formed file whose data file is missing fails at load time with the path
+    std::fs::write(
+        &path,
+        "use rbm\ndata d = idx(\"nowhere.gz\")\ntrain rbm on d { epochs = 1 }\n",
+    )
+    .unwrap();
+    let (code, _, err) = ebmc(&[
+        "run",
+        path.to_str().unwrap(),
+        "--out",
+        dir.join("o").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("nowhere.gz") && err.contains("not found"),
+        "{err}"
+    );
+}
