@@ -283,6 +283,54 @@ impl JitModule {
     }
 }
 
+impl JitModule {
+    /// Runs a sequence of kernel calls on the same buffers, in order, with `threads` workers
+    /// spawned once: each worker takes its slice of every call's `par` loop and all workers
+    /// meet at a barrier between calls (so call `i + 1` sees everything call `i` wrote).
+    /// Every kernel must declare the same buffer lengths. Falls back to one thread when some
+    /// kernel is not par-separable. The result does not depend on `threads`.
+    pub fn run_seq(
+        &self,
+        calls: &[(usize, RngArgs)],
+        bufs: &mut [&mut [f32]],
+        threads: usize,
+    ) -> Result<(), CompileKernelError> {
+        let lens: Vec<usize> = bufs.iter().map(|b| b.len()).collect();
+        for &(k, _) in calls {
+            check_sizes(&self.kernels[k].kernel, &lens)?;
+        }
+        let all_par = calls.iter().all(|&(k, _)| self.kernels[k].checked.par_safe);
+        let ptrs: Vec<*mut f32> = bufs.iter_mut().map(|b| b.as_mut_ptr()).collect();
+        if threads <= 1 || !all_par {
+            for &(k, rng) in calls {
+                // SAFETY: lengths checked above; `&mut` borrows give exclusive access.
+                unsafe { call(self.kernels[k].f, &ptrs, rng, 0..usize::MAX) };
+            }
+            return Ok(());
+        }
+        let p = Ptrs(&ptrs);
+        let barrier = std::sync::Barrier::new(threads);
+        std::thread::scope(|s| {
+            for t in 0..threads {
+                let barrier = &barrier;
+                s.spawn(move || {
+                    let p = p;
+                    for &(k, rng) in calls {
+                        let c = &self.kernels[k];
+                        let ext = c.kernel.par_extent().unwrap_or(1);
+                        let r = ext * t / threads..ext * (t + 1) / threads;
+                        // SAFETY: see `Ptrs`; the barrier orders calls, so no thread reads
+                        // an element another writes within one call.
+                        unsafe { call(c.f, p.0, rng, r) };
+                        barrier.wait();
+                    }
+                });
+            }
+        });
+        Ok(())
+    }
+}
+
 unsafe fn call(f: KernelFn, ptrs: &[*mut f32], rng: RngArgs, r: Range<usize>) {
     let args = [rng.seed, rng.stream0, rng.step];
     f(ptrs.as_ptr(), args.as_ptr(), r.start as u64, r.end as u64)
