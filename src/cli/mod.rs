@@ -44,7 +44,7 @@ pub enum Command {
         /// machine-readable output
         #[arg(long)]
         json: bool,
-        /// print an intermediate form instead: `ir`
+        /// print an intermediate form instead: `ir` (the typed IR as JSON) or `kernels` (the lowered batched ops)
         #[arg(long)]
         emit: Option<String>,
     },
