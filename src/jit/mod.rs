@@ -30,6 +30,9 @@ use std::ops::Range;
 /// restricted to `lo..hi` (clamped to the extent).
 type KernelFn = unsafe extern "C" fn(*const *mut f32, *const u64, u64, u64);
 
+/// Statement executions below which `run_par` stays on one thread.
+pub const MIN_PAR_WORK: usize = 1 << 19;
+
 extern "C" fn ebmc_logf(x: f32) -> f32 {
     crate::kernel::mathf::log(x)
 }
@@ -249,8 +252,9 @@ impl JitModule {
     }
 
     /// Runs kernel `k` on `threads` threads, each on a contiguous slice of the `par` loop.
-    /// Falls back to one thread when the kernel has no par loop or is not par-separable.
-    /// The result does not depend on `threads` (draws are counter-based).
+    /// Falls back to one thread when the kernel has no par loop, is not par-separable, or
+    /// does less than `MIN_PAR_WORK`. The result does not depend on `threads` (draws are
+    /// counter-based).
     pub fn run_par(
         &self,
         k: usize,
@@ -261,7 +265,10 @@ impl JitModule {
         let c = &self.kernels[k];
         let ext = c.kernel.par_extent().unwrap_or(1);
         let threads = threads.clamp(1, ext);
-        if threads == 1 || !c.checked.par_safe {
+        // spawning a scoped thread costs tens of microseconds: below this much work one thread
+        // is faster (measured: a 100x500 epilogue ran slower on 2 threads than on 1)
+        let small = c.kernel.work() < MIN_PAR_WORK;
+        if threads == 1 || !c.checked.par_safe || small {
             return self.run(k, bufs, rng, None);
         }
         let lens: Vec<usize> = bufs.iter().map(|b| b.len()).collect();

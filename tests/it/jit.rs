@@ -189,9 +189,11 @@ fn epilogue_matches_interpreter_and_plain_rust_bitwise() {
 #[test]
 fn epilogue_threads_do_not_change_results() {
     let mut r = StdRng::seed_from_u64(2);
-    let (rows, n) = (100, 500);
+    // large enough that run_par really splits it (work above MIN_PAR_WORK)
+    let (rows, n) = (400, 500);
     let ep = Epilogue::compile(rows, n, EpilogueFamily::Bernoulli).expect("compiles");
     assert!(ep.jit().par_safe(0));
+    assert!(ep.jit().kernel(0).work() > ebmc::jit::MIN_PAR_WORK);
     let mut acc = randn(&mut r, rows * n, 4.0);
     let mut bias = randn(&mut r, n, 1.0);
     let args = RngArgs {
