@@ -121,18 +121,13 @@ fn bench_ising() {
     for threads in [1, 2] {
         let mut step = 0u64;
         let t = best(3, || {
-            for _ in 0..sweeps {
-                sw.sweep(
-                    RngArgs {
-                        seed: 1,
-                        stream0: 0,
-                        step,
-                    },
-                    threads,
-                )
-                .expect("sweep");
-                step += 1;
-            }
+            let args = RngArgs {
+                seed: 1,
+                stream0: 0,
+                step,
+            };
+            sw.sweeps(sweeps, args, threads).expect("sweeps");
+            step += sweeps as u64;
         });
         report(
             &format!("ising512/jit/threads={threads}"),

@@ -189,9 +189,11 @@ fn epilogue_matches_interpreter_and_plain_rust_bitwise() {
 #[test]
 fn epilogue_threads_do_not_change_results() {
     let mut r = StdRng::seed_from_u64(2);
-    let (rows, n) = (100, 500);
+    // large enough that run_par really splits it (work above MIN_PAR_WORK)
+    let (rows, n) = (400, 500);
     let ep = Epilogue::compile(rows, n, EpilogueFamily::Bernoulli).expect("compiles");
     assert!(ep.jit().par_safe(0));
+    assert!(ep.jit().kernel(0).work() > ebmc::jit::MIN_PAR_WORK);
     let mut acc = randn(&mut r, rows * n, 4.0);
     let mut bias = randn(&mut r, n, 1.0);
     let args = RngArgs {
@@ -561,6 +563,22 @@ fn checkerboard_sweep_matches_plain_rust_and_interpreter() {
         }
         for (ch, s) in refs.iter().enumerate() {
             assert_eq!(&sw.state(ch), s, "chain {ch} of {l0}x{l1} {dom:?}");
+        }
+        // batched sweeps on 1, 2 and 3 workers continue the same chains bit for bit
+        let mut again = LatticeSweep::new(&model, g, None, chains, &params).expect("sweep");
+        for (ch, x) in init.iter().enumerate() {
+            again.set_state(ch, x);
+        }
+        for (threads, from, n) in [(2, 0u64, 2usize), (3, 2, 1)] {
+            let args = RngArgs {
+                seed: 21,
+                stream0: 100,
+                step: from,
+            };
+            again.sweeps(n, args, threads).expect("sweeps");
+        }
+        for (ch, s) in refs.iter().enumerate() {
+            assert_eq!(&again.state(ch), s, "batched sweeps, chain {ch}");
         }
         // the interpreter agrees with the JIT on one colour kernel
         let sh = lattice::lattice_shape(&model, g).expect("lattice");
