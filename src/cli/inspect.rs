@@ -3,6 +3,7 @@
 use super::compile::compile;
 use super::{CliError, CliResult, ModelArgs};
 use crate::explain::{explain_json, explain_text};
+use crate::jit;
 
 pub fn check(args: &ModelArgs) -> CliResult {
     let c = compile(args)?;
@@ -44,10 +45,12 @@ pub fn explain(args: &ModelArgs, json: bool, emit_kind: Option<&str>) -> CliResu
         }
         None => explain_text(&c.model, &c.plan),
         Some("ir") => serde_json::to_string_pretty(&c.model).map_err(CliError::from)? + "\n",
-        Some("kernels") => format!("{}", crate::lower::lower(&c.model).dump(&c.model)),
+        Some("lowered") => format!("{}", crate::lower::lower(&c.model).dump(&c.model)),
+        Some("kernels") => jit::emit::emit(&c.model, &c.plan, 1, jit::emit::Emit::Kernels)?,
+        Some("clif") => jit::emit::emit(&c.model, &c.plan, 1, jit::emit::Emit::Clif)?,
         Some(other) => {
             return Err(CliError::new(format!(
-                "unknown --emit `{other}` (known: ir, kernels)"
+                "unknown --emit `{other}` (known: ir, lowered, kernels, clif)"
             )))
         }
     };

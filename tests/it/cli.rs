@@ -66,6 +66,18 @@ fn explain_dbm_shows_odd_even_blocks_and_json_parses() {
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(&out).expect("valid JSON");
     assert!(v.is_object());
+    let (code, out, err) = ebmc(&["explain", "ising", "--set", "L=8", "--emit", "kernels"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("kernel heatbath_s_color0") && out.contains("vec4 for"),
+        "{out}"
+    );
+    let (code, out, err) = ebmc(&["explain", "ising", "--set", "L=8", "--emit", "clif"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("function") && out.contains("block0"), "{out}");
+    let (code, out, _) = ebmc(&["explain", "rbm", "--emit", "lowered"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("gemm(v, M(t0))"), "{out}");
 }
 
 #[test]
