@@ -171,3 +171,20 @@ fn run_reports_experiment_mistakes_with_spans() {
         "{err}"
     );
 }
+
+#[test]
+fn demo_matches_exact_enumeration() {
+    let out = std::env::temp_dir().join(format!("ebmc-demo-{}", std::process::id()));
+    let (code, stdout, err) = ebmc(&["demo", "--out", out.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.join("ising.png").exists() && out.join("stats.json").exists());
+    let rows: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(out.join("stats.json")).unwrap()).unwrap();
+    assert_eq!(rows.len(), 6, "{stdout}");
+    for r in rows {
+        // batch-means standard errors; 5 of them is a generous but still meaningful bound
+        let z = (r["gibbs"].as_f64().unwrap() - r["exact"].as_f64().unwrap())
+            / r["se"].as_f64().unwrap();
+        assert!(z.abs() < 5.0, "{r}");
+    }
+}
