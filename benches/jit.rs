@@ -15,6 +15,8 @@ use ebmc::jit::kernels::{Epilogue, LatticeSweep};
 use ebmc::kernel::build::EpilogueFamily;
 use ebmc::kernel::RngArgs;
 use ebmc::testgen::Builder;
+use ndarray::linalg::general_mat_mul;
+use ndarray::Array2;
 use std::time::Instant;
 
 fn report(name: &str, value: f64, unit: &str) {
@@ -119,18 +121,13 @@ fn bench_ising() {
     for threads in [1, 2] {
         let mut step = 0u64;
         let t = best(3, || {
-            for _ in 0..sweeps {
-                sw.sweep(
-                    RngArgs {
-                        seed: 1,
-                        stream0: 0,
-                        step,
-                    },
-                    threads,
-                )
-                .expect("sweep");
-                step += 1;
-            }
+            let args = RngArgs {
+                seed: 1,
+                stream0: 0,
+                step,
+            };
+            sw.sweeps(sweeps, args, threads).expect("sweeps");
+            step += sweeps as u64;
         });
         report(
             &format!("ising512/jit/threads={threads}"),
@@ -218,6 +215,51 @@ fn bench_epilogue() {
 }
 
 fn bench_compile() {
+    let opts = ebmc::front::CompileOptions {
+        overrides: vec![("L".into(), 512.0)],
+    };
+    let src = ebmc::front::stdlib_source("ising").expect("stdlib ising");
+    let t = best(5, || {
+        let (prog, _, _) = ebmc::front::compile_str("ising.ebm", src, &opts);
+        let model = prog.model("ising").expect("ising");
+        let (structure, _) = ebmc::analysis::analyze(model);
+        let (plan, _) = ebmc::derive::derive(model, &structure);
+        let p = Params { values: vec![] };
+        let sw = LatticeSweep::new(
+            model,
+            ebmc::ir::GroupId(0),
+            Some(&plan.structure.schedule),
+            1,
+            &p,
+        );
+        assert!(sw.is_ok());
+    });
+    report(
+        "compile/stdlib_ising_L512/parse+analyze+derive+jit",
+        t * 1e3,
+        "ms",
+    );
+    let opts16 = ebmc::front::CompileOptions::default();
+    let t = best(5, || {
+        let (prog, _, _) = ebmc::front::compile_str("ising.ebm", src, &opts16);
+        let model = prog.model("ising").expect("ising");
+        let (structure, _) = ebmc::analysis::analyze(model);
+        let (plan, _) = ebmc::derive::derive(model, &structure);
+        let p = Params { values: vec![] };
+        let sw = LatticeSweep::new(
+            model,
+            ebmc::ir::GroupId(0),
+            Some(&plan.structure.schedule),
+            1,
+            &p,
+        );
+        assert!(sw.is_ok());
+    });
+    report(
+        "compile/stdlib_ising_L16/parse+analyze+derive+jit",
+        t * 1e3,
+        "ms",
+    );
     let (model, params) = ising(512, 0.44, 0.0);
     let t = best(5, || {
         let (structure, _) = ebmc::analysis::analyze(&model);
@@ -240,6 +282,138 @@ fn bench_compile() {
     report("compile/ising512/jit_only", t * 1e3, "ms");
 }
 
+/// One CD-1 update of a 784x500 RBM on a batch; `epi` draws with the JIT epilogue (fused
+/// sigmoid + Bernoulli, parallel over rows), else a plain Rust loop does.
+struct Rbm {
+    w: Array2<f32>,
+    a: Vec<f32>,
+    b: Vec<f32>,
+}
+
+fn cd1(
+    rbm: &mut Rbm,
+    v0: &Array2<f32>,
+    lr: f32,
+    epi: Option<(&Epilogue, &Epilogue, usize)>,
+    step: u64,
+    rngs: &mut [Rng],
+) {
+    let (bsz, nv) = v0.dim();
+    let nh = rbm.b.len();
+    let mut draw = |acc: &mut Array2<f32>,
+                    bias: &mut [f32],
+                    which: usize,
+                    p: &mut Array2<f32>,
+                    x: &mut Array2<f32>| {
+        let args = RngArgs {
+            seed: 7,
+            stream0: which as u64 * 1000,
+            step,
+        };
+        let (ps, xs) = (
+            p.as_slice_mut().expect("std"),
+            x.as_slice_mut().expect("std"),
+        );
+        match epi {
+            Some((eh, ev, threads)) => {
+                let e = if bias.len() == nh { eh } else { ev };
+                e.run_mut(
+                    acc.as_slice_mut().expect("std"),
+                    bias,
+                    ps,
+                    xs,
+                    args,
+                    threads,
+                )
+                .expect("epilogue");
+            }
+            None => epilogue_plain(acc.as_slice().expect("std"), bias, ps, xs, bias.len(), rngs),
+        }
+    };
+    let mut acc_h = Array2::<f32>::zeros((bsz, nh));
+    let (mut h0p, mut h0) = (Array2::zeros((bsz, nh)), Array2::zeros((bsz, nh)));
+    general_mat_mul(1.0, v0, &rbm.w, 0.0, &mut acc_h);
+    draw(&mut acc_h, &mut rbm.b, 0, &mut h0p, &mut h0);
+    let mut acc_v = Array2::<f32>::zeros((bsz, nv));
+    let (mut v1p, mut v1) = (Array2::zeros((bsz, nv)), Array2::zeros((bsz, nv)));
+    general_mat_mul(1.0, &h0, &rbm.w.t(), 0.0, &mut acc_v);
+    draw(&mut acc_v, &mut rbm.a, 1, &mut v1p, &mut v1);
+    let (mut h1p, mut h1) = (Array2::zeros((bsz, nh)), Array2::zeros((bsz, nh)));
+    general_mat_mul(1.0, &v1, &rbm.w, 0.0, &mut acc_h);
+    draw(&mut acc_h, &mut rbm.b, 2, &mut h1p, &mut h1);
+    let s = lr / bsz as f32;
+    general_mat_mul(s, &v0.t(), &h0p, 1.0, &mut rbm.w);
+    general_mat_mul(-s, &v1.t(), &h1p, 1.0, &mut rbm.w);
+    for (j, bj) in rbm.b.iter_mut().enumerate() {
+        *bj += s * (h0p.column(j).sum() - h1p.column(j).sum());
+    }
+    for (i, ai) in rbm.a.iter_mut().enumerate() {
+        *ai += s * (v0.column(i).sum() - v1.column(i).sum());
+    }
+}
+
+fn bench_rbm() {
+    let (nv, nh, bsz, batches) = (784, 500, 100, 20);
+    let mut g = Rng::new(11, 0);
+    // MNIST-like density: about 13 % ones
+    let data: Vec<Array2<f32>> = (0..batches)
+        .map(|_| Array2::from_shape_fn((bsz, nv), |_| (g.uniform_f32() < 0.13) as u8 as f32))
+        .collect();
+    let fresh = |g: &mut Rng| Rbm {
+        w: Array2::from_shape_fn((nv, nh), |_| (g.uniform_f32() - 0.5) * 0.02),
+        a: vec![-1.9; nv],
+        b: vec![0.0; nh],
+    };
+    let eh = Epilogue::compile(bsz, nh, EpilogueFamily::Bernoulli).expect("epilogue h");
+    let ev = Epilogue::compile(bsz, nv, EpilogueFamily::Bernoulli).expect("epilogue v");
+    let mut rngs: Vec<Rng> = (0..bsz as u64).map(|r| Rng::new(1, r)).collect();
+    let ex = (bsz * batches) as f64;
+    for (name, epi) in [
+        (
+            "rbm784x500_cd1/rust_gemm+jit_epilogue/threads=1",
+            Some((&eh, &ev, 1)),
+        ),
+        (
+            "rbm784x500_cd1/rust_gemm+jit_epilogue/epilogue_threads=2",
+            Some((&eh, &ev, 2)),
+        ),
+        ("rbm784x500_cd1/plain_rust/threads=1", None),
+    ] {
+        let mut rbm = fresh(&mut g);
+        let t = best(3, || {
+            for (k, v0) in data.iter().enumerate() {
+                cd1(&mut rbm, v0, 0.05, epi, k as u64, &mut rngs);
+            }
+        });
+        report(name, ex / t, "examples/s");
+    }
+    // the batched executor through the trainer (CD-1, stdlib rbm)
+    let src = ebmc::front::stdlib_source("rbm").expect("stdlib rbm");
+    let (prog, _, _) = ebmc::front::compile_str("rbm.ebm", src, &Default::default());
+    let model = prog.model("rbm").expect("rbm").clone();
+    let (structure, _) = ebmc::analysis::analyze(&model);
+    let (plan, _) = ebmc::derive::derive(&model, &structure);
+    let params = model.init_params(1, None);
+    let cfg = ebmc::train::TrainConfig {
+        epochs: 1,
+        ..Default::default()
+    };
+    let mut tr = ebmc::train::Trainer::new(&model, &plan, &params, cfg).expect("trainer");
+    let all = ndarray::concatenate(
+        ndarray::Axis(0),
+        &data.iter().map(|d| d.view()).collect::<Vec<_>>(),
+    )
+    .expect("concat");
+    let m = tr
+        .train_epoch(&[all], &mut ebmc::train::Quiet)
+        .expect("epoch");
+    report(
+        "rbm784x500_cd1/ebmc_executor(train)/threads=1",
+        m.examples_per_sec,
+        "examples/s",
+    );
+}
+
 fn main() {
     let filter: Vec<String> = std::env::args()
         .skip(1)
@@ -254,5 +428,8 @@ fn main() {
     }
     if on("ising") {
         bench_ising();
+    }
+    if on("rbm") {
+        bench_rbm();
     }
 }

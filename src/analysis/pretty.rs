@@ -122,7 +122,14 @@ fn coef_prec(model: &Model, c: &Coef, vars: &[IndexVar], mul: &str, ctx: u8) -> 
             ),
             1,
         ),
-        Coef::Powi(a, n) => format!("{}^{}", coef_prec(model, a, vars, mul, 2), n),
+        Coef::Powi(a, n) => {
+            let b = coef_prec(model, a, vars, mul, 2);
+            if matches!(**a, Coef::Powi(..)) {
+                format!("({b})^{n}")
+            } else {
+                format!("{b}^{n}")
+            }
+        }
         Coef::Neg(a) => wrap(format!("-{}", coef_prec(model, a, vars, mul, 2)), 1),
         Coef::Func(f, a) => format!("{}({})", func_name(*f), coef_prec(model, a, vars, mul, 0)),
     }

@@ -115,7 +115,10 @@ pub fn check_user_schedule(model: &Model, graph: &Graph, us: &UserSchedule) -> V
     let gibbs = us.kind == ScheduleKind::Gibbs;
     for step in &us.steps {
         let what = step_str(model, us.kind, step);
-        let inside = |v: VarRef| step.groups.contains(&v.group);
+        // Mean field clamps visible groups, so only hidden units of a step can clash.
+        let inside = |v: VarRef| {
+            step.groups.contains(&v.group) && (gibbs || model.group(v.group).role == Role::Hidden)
+        };
         if let Some((cause, x, y)) = first_coupling(model, &inside) {
             let (cs, span) = cause_str(model, cause);
             let msg = format!(
@@ -132,6 +135,24 @@ pub fn check_user_schedule(model: &Model, graph: &Graph, us: &UserSchedule) -> V
                 d.with_label(span, "this couples them")
                     .with_hint("split the block into steps whose units share no term"),
             );
+        }
+        if !gibbs {
+            for g in &step.groups {
+                if model.group(*g).role == Role::Visible {
+                    diags.push(
+                        Diagnostic::warning(
+                            "E0404",
+                            step.span,
+                            format!(
+                                "`{what}` updates visible `{}`, which mean field keeps clamped to the data",
+                                model.group(*g).name
+                            ),
+                        )
+                        .with_label(model.group(*g).span, "declared visible here")
+                        .with_hint("mean-field steps should name hidden groups only"),
+                    );
+                }
+            }
         }
         if !step.given.is_empty() {
             for h in model.group_ids() {

@@ -38,6 +38,9 @@ fn mean_se(xs: &[f64]) -> (f64, f64) {
     (mean, (var / n_batches as f64).sqrt())
 }
 
+/// A named statistic of one state, averaged over a chain and over the exact distribution.
+type Stat<'a> = (&'a str, &'a dyn Fn(&State) -> f64);
+
 struct Row {
     what: String,
     exact: f64,
@@ -50,7 +53,7 @@ fn compare(
     c: &Compiled,
     params: Params,
     label: &str,
-    stats: &[(&str, &dyn Fn(&State) -> f64)],
+    stats: &[Stat],
     sweeps: usize,
     seed: u64,
     progress: &Progress,
@@ -105,7 +108,7 @@ pub fn run(out: &Path, seed: u64) -> CliResult {
         let n = (l * l) as f64;
         let nn = |s: &State| s.values[0][0] * s.values[0][1];
         let absm = |s: &State| (s.values[0].iter().sum::<f64>() / n).abs();
-        let stats: [(&str, &dyn Fn(&State) -> f64); 2] = [("E[s00 s01]", &nn), ("E[|m|]", &absm)];
+        let stats: [Stat; 2] = [("E[s00 s01]", &nn), ("E[|m|]", &absm)];
         rows.extend(compare(
             &c,
             params,
@@ -127,7 +130,7 @@ pub fn run(out: &Path, seed: u64) -> CliResult {
     }
     let v0 = |s: &State| s.values[0][0];
     let v01 = |s: &State| s.values[0][0] * s.values[0][1];
-    let stats: [(&str, &dyn Fn(&State) -> f64); 2] = [("E[v0]", &v0), ("E[v0 v1]", &v01)];
+    let stats: [Stat; 2] = [("E[v0]", &v0), ("E[v0 v1]", &v01)];
     rows.extend(compare(
         &c, params, "rbm 8x4", &stats, sweeps, seed, &progress,
     )?);

@@ -44,7 +44,7 @@ pub enum Command {
         /// machine-readable output
         #[arg(long)]
         json: bool,
-        /// print an intermediate form instead: `ir`
+        /// print an intermediate form instead: `ir` (typed IR as JSON), `lowered` (the executor's batched ops), `kernels` (the JIT's kernel IR), `clif` (Cranelift IR)
         #[arg(long)]
         emit: Option<String>,
     },

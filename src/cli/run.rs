@@ -4,6 +4,7 @@
 
 use super::compile::{compile, parse_overrides, Compiled};
 use super::{CliError, CliResult, ModelArgs};
+use crate::eval::{self as ais, self as ll, AisConfig, Betas, LogLik};
 use crate::exec::{Batch, Exec, Rngs};
 use crate::experiment::{
     self, Action, DataSpec, EvalSpec, Experiment, LogZMethod, SampleSpec, Source, TrainSpec,
@@ -231,7 +232,11 @@ impl Run {
                     )));
                 }
             };
-            let recon = reconstruction_error(&trainer.ex, &data[..], 1000, trainer.cfg.seed);
+            let sub: Vec<Array2<f32>> = data
+                .iter()
+                .map(|d| d.slice(s![..d.nrows().min(1000), ..]).to_owned())
+                .collect();
+            let recon = ll::reconstruction_error(&trainer.ex, &sub);
             let record = epoch_record(&m, recon);
             progress.set_metrics(&[("recon", recon), ("ex/s", m.examples_per_sec)]);
             log.append(record)?;
@@ -414,42 +419,108 @@ impl Run {
         let spec = ex.data(&e.data).expect("checked by interpret");
         let vis = visible_matrices(model, &d, spec.binarize, 0)?;
         let exec = Exec::new(model, &c.plan, &params).map_err(CliError::from)?;
-        let all_hidden_summed = model
-            .group_ids()
-            .filter(|&g| model.group(g).role == Role::Hidden)
-            .all(|g| c.plan.free_energy.summed.contains(&g));
-        let b = exec.batch_from_visible(&vis);
-        let f = exec.free_energy(&b, None);
-        let mean_f = f.mean().unwrap_or(f64::NAN);
-        let recon = reconstruction_error(&exec, &vis, vis[0].nrows(), e.seed);
-        println!(
-            "evaluate `{}` on `{}` ({} examples)",
-            model.name,
-            e.data,
-            vis[0].nrows()
-        );
-        println!("  reconstruction error (mean squared, one Gibbs step): {recon:.5}");
-        println!("  mean free energy F(v): {mean_f:.4}");
+        let n = vis[0].nrows();
+        println!("evaluate `{}` on `{}` ({n} examples)", model.name, e.data);
+        let recon = ll::reconstruction_error(&exec, &vis);
+        println!("  reconstruction error (squared, per example): {recon:.4}");
         let mut result = serde_json::json!({
-            "model": model.name, "data": e.data, "n": vis[0].nrows(),
-            "reconstruction_error": recon, "mean_free_energy": mean_f,
+            "model": model.name, "data": e.data, "n": n, "reconstruction_error_per_example": recon,
         });
-        match &e.logz {
-            None => {}
+        if let Ok(pl) = ll::pseudo_likelihood(&exec, &vis, e.seed) {
+            println!("  pseudo-likelihood (one random site per example): {pl:.4}");
+            result["pseudo_likelihood"] = pl.into();
+        }
+        let log_z = match &e.logz {
+            None => None,
             Some(LogZMethod::Exact) => {
-                let joint = crate::exact::Joint::new(model, &params)?;
-                println!("  log Z (exact enumeration): {:.6}", joint.log_z);
-                result["log_z"] = joint.log_z.into();
-                if all_hidden_summed {
-                    let ll = -mean_f - joint.log_z;
-                    println!("  average log-likelihood: {ll:.4} nats");
-                    result["log_likelihood"] = ll.into();
-                }
+                let z = crate::eval::enumerate::exact_log_z(model, &c.plan, &params)?;
+                let names = |gs: &[GroupId]| {
+                    gs.iter()
+                        .map(|&g| model.group(g).name.clone())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                println!(
+                    "  log Z (exact: {} states of {{{}}} enumerated, {{{}}} summed out): {:.6}",
+                    z.n_states,
+                    names(&z.enumerated),
+                    names(&z.summed),
+                    z.log_z
+                );
+                result["log_z"] = z.log_z.into();
+                result["log_z_method"] = "exact".into();
+                Some(z.log_z)
             }
-            Some(LogZMethod::Ais { .. }) => {
-                return Err(CliError::new(
-                    "AIS evaluation is not wired into `ebmc run` yet",
-                ));
+            Some(LogZMethod::Ais { runs, betas }) => {
+                // The base rate comes from the training data (Salakhutdinov & Murray 2008).
+                let base_name = e
+                    .base
+                    .clone()
+                    .or_else(|| self.trained_on.get(&model.name).cloned());
+                let base_data = match &base_name {
+                    Some(name) => {
+                        let bd = self.load(ex, name)?;
+                        let bspec = ex.data(name).expect("checked by interpret");
+                        visible_matrices(model, &bd, bspec.binarize, 0)?
+                    }
+                    None => vis.clone(),
+                };
+                let runs = self.opts.ais_runs.unwrap_or(*runs);
+                let betas = match self.opts.ais_betas.or(*betas) {
+                    Some(k) if k != 14_500 => Betas::Linear(k.max(1)),
+                    _ => Betas::SalakhutdinovMurray,
+                };
+                let n_betas = betas.values().len();
+                let base = ais::base_from_data(&exec, &base_data).map_err(CliError::from)?;
+                let spinner = Progress::new(1, &format!("AIS {runs} runs x {n_betas} betas"));
+                let t0 = std::time::Instant::now();
+                let r = ais::ais(
+                    &exec,
+                    &base,
+                    &AisConfig {
+                        runs,
+                        betas,
+                        seed: e.seed,
+                    },
+                )
+                .map_err(CliError::from)?;
+                spinner.inc(1);
+                spinner.finish();
+                println!(
+                    "  log Z (AIS, {runs} runs, {n_betas} betas, {:.0} s): {:.4}  (log(Z ± 3σ): {:.4} .. {:.4}; ESS {:.1})",
+                    t0.elapsed().as_secs_f64(),
+                    r.log_z,
+                    r.log_z_lo,
+                    r.log_z_hi,
+                    r.ess
+                );
+                result["log_z"] = r.log_z.into();
+                result["log_z_lo"] = r.log_z_lo.into();
+                result["log_z_hi"] = r.log_z_hi.into();
+                result["log_z_base"] = r.log_z_base.into();
+                result["ais_runs"] = runs.into();
+                result["ais_betas"] = n_betas.into();
+                result["ais_ess"] = r.ess.into();
+                result["log_z_method"] = "ais".into();
+                Some(r.log_z)
+            }
+        };
+        if let Some(lz) = log_z {
+            let (kind, v) = match ll::log_likelihood(&exec, &vis, lz) {
+                LogLik::Exact(v) => ("exact given log Z", v),
+                LogLik::LowerBound(v) => ("mean-field lower bound given log Z", v),
+            };
+            println!("  average test log-likelihood: {v:.2} nats ({kind})");
+            result["log_likelihood"] = v.into();
+            result["log_likelihood_kind"] = kind.into();
+            if let Some(lo) = result["log_z_lo"].as_f64() {
+                let hi = result["log_z_hi"].as_f64().unwrap_or(lz);
+                // log p = -F - log Z: the error bar on log Z moves it the other way
+                println!(
+                    "    error bar from log Z ± 3σ: {:.2} .. {:.2}",
+                    v + lz - hi,
+                    v + lz - lo
+                );
             }
         }
         let path = self
@@ -500,40 +571,6 @@ fn epoch_record(m: &EpochMetrics, recon: f64) -> EpochRecord {
             ("seconds", m.seconds),
         ],
     )
-}
-
-/// Mean squared difference between data and its one-step reconstruction (probabilities of the
-/// visible units given sampled hidden units), on up to `max_rows` rows. A monitor only.
-fn reconstruction_error(exec: &Exec, data: &[Array2<f32>], max_rows: usize, seed: u64) -> f64 {
-    let rows = data[0].nrows().min(max_rows);
-    let sub: Vec<Array2<f32>> = data
-        .iter()
-        .map(|d| d.slice(s![..rows, ..]).to_owned())
-        .collect();
-    let model = exec.model;
-    let mut b = exec.batch_from_visible(&sub);
-    let vis: Vec<GroupId> = model
-        .group_ids()
-        .filter(|&g| model.group(g).role == Role::Visible)
-        .collect();
-    let hid: Vec<GroupId> = model
-        .group_ids()
-        .filter(|&g| model.group(g).role == Role::Hidden)
-        .collect();
-    let mut rngs = Rngs::new(seed, 1 << 52, rows);
-    let clamp_v: Vec<bool> = model.group_ids().map(|g| vis.contains(&g)).collect();
-    exec.gibbs_sweep(&mut b, &mut rngs, &clamp_v, None);
-    exec.rao_blackwellize(&mut b, &vis, None);
-    let _ = hid;
-    let mut se = 0.0f64;
-    let mut n = 0usize;
-    for (k, &g) in vis.iter().enumerate() {
-        for (a, d) in b.x[g.idx()].iter().zip(sub[k].iter()) {
-            se += ((a - d) as f64).powi(2);
-            n += 1;
-        }
-    }
-    se / n.max(1) as f64
 }
 
 /// Per-element means of each visible group over the data (for `= logit(mean(v))` inits).

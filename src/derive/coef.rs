@@ -363,7 +363,7 @@ fn mul(xs: Vec<Coef>) -> Coef {
 
 fn div(a: Coef, b: Coef) -> Coef {
     match b {
-        Coef::Const(x) if x == 1.0 => a,
+        Coef::Const(1.0) => a,
         b => Coef::Div(Box::new(a), Box::new(b)),
     }
 }

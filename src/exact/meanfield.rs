@@ -80,3 +80,39 @@ pub fn hidden_vars(model: &Model) -> Result<Vec<Var>, ExactError> {
     }
     Ok(out)
 }
+
+/// The variational lower bound `E_Q[-E(v, h)] + H(Q) - log Z <= log p(v)` for a factorised
+/// `Q` over the hidden variables (first moments `q`), by enumerating the hidden states under
+/// `Q`; `log_z` is the exact log partition function.
+pub fn variational_bound(
+    model: &Model,
+    ex: &Expanded,
+    visible: &State,
+    q: &[Vec<f64>],
+    log_z: f64,
+) -> Result<f64, ExactError> {
+    let vars = hidden_vars(model)?;
+    let hidden: Vec<GroupId> = model
+        .group_ids()
+        .filter(|&g| model.group(g).role == Role::Hidden)
+        .collect();
+    let space = Space::new(model, &hidden, MAX_STATES)?;
+    let mut e_q = 0.0;
+    space.for_each(visible, |_, s| {
+        let w: f64 = vars.iter().map(|v| q_prob(v, q, v.get(s))).product();
+        if w > 0.0 {
+            e_q += w * ex.energy(s);
+        }
+    });
+    let entropy: f64 = vars
+        .iter()
+        .map(|v| {
+            (0..v.n_states)
+                .map(|k| q_prob(v, q, k))
+                .filter(|&p| p > 0.0)
+                .map(|p| -p * p.ln())
+                .sum::<f64>()
+        })
+        .sum();
+    Ok(-e_q + entropy - log_z)
+}

@@ -572,7 +572,6 @@ fn loader(
                     parts.push(p);
                 }
             }
-            diags.extend(a.finish());
             return Some(plain(Source::Concat(parts), c.span));
         }
         other => {

@@ -49,6 +49,11 @@ pub fn unit_canon(model: &Model, g: GroupId, names: &[String]) -> String {
 /// One contribution of `(term, slot)` to `-(sum of the term's value with the slot factor
 /// removed)`, e.g. `Σ_i v[i]·W[i, j]`. Returns a signed string (`-…` or plain).
 fn contribution(model: &Model, t: &Term, slot: usize, names: &[String], negate: bool) -> String {
+    if !t.units[slot].index.iter().all(|a| a.as_var().is_some()) {
+        if let Some(t2) = invert_slot(model, t, slot) {
+            return contribution(model, &t2, slot, names, negate);
+        }
+    }
     let u = &t.units[slot];
     let mut vars: Vec<IndexVar> = t.vars.clone();
     let mut bound = vec![false; vars.len()];
@@ -171,8 +176,9 @@ pub fn precision_str(model: &Model, c: &Conditional, names: &[String]) -> String
     s
 }
 
-/// `∂E/∂θ` as a sum over the terms that mention θ. Linear coefficients print the statistic
-/// (`-v[i]·h[j]`), others the chain rule (`∂(coef)/∂θ · monomial`).
+/// `∂E/∂θ` as a sum over the terms that mention θ: one part per distinct index expression of θ
+/// in a term (the product rule), with the index vars renamed to one head `θ[i, j]`. Linear
+/// coefficients print the statistic (`-v[i]·h[j]`), others the symbolic derivative.
 pub fn grad_str(
     model: &Model,
     p: ParamId,
@@ -180,78 +186,207 @@ pub fn grad_str(
     negate: bool,
 ) -> (String, String) {
     let pname = &model.param(p).name;
-    let mut head = pname.clone();
-    let mut parts = Vec::new();
+    let rank = model.param(p).shape.len();
+    // Canonical names: the first bare index of θ in any term, else i, j, k, ...
+    let mut canon: Option<Vec<String>> = None;
     for tid in terms {
         let t = &model.terms[tid.idx()];
-        let pidx = find_param_index(&t.coef, p);
-        let vars = t.vars.clone();
-        // Sum over vars not fixed by the parameter's index.
-        let mut bound = vec![false; vars.len()];
-        if let Some(idx) = &pidx {
-            if idx.iter().all(|a| a.as_var().is_some()) {
-                for a in idx {
-                    bound[a.as_var().expect("bare") as usize] = true;
-                }
-                if head == *pname {
-                    head = format!(
-                        "{pname}{}",
-                        crate::analysis::pretty::index_str(idx, &t.vars)
-                    );
+        let mut idxs = Vec::new();
+        param_indices(&t.coef, p, &mut idxs);
+        for idx in idxs {
+            if canon.is_none() && idx.iter().all(|a| a.as_var().is_some()) {
+                let ns: Vec<String> = idx
+                    .iter()
+                    .map(|a| t.vars[a.as_var().expect("bare") as usize].name.clone())
+                    .collect();
+                let mut d = ns.clone();
+                d.sort();
+                d.dedup();
+                if d.len() == ns.len() {
+                    canon = Some(ns);
                 }
             }
         }
-        let monomial = Term {
-            vars: vars.clone(),
-            units: t.units.clone(),
-            coef: Coef::Const(1.0),
-            origin: t.origin,
-            span: t.span,
-        };
-        let mono = term_str(model, &monomial, "·");
-        let sym = pidx.as_ref().and_then(|idx| coef_deriv(&t.coef, p, idx));
-        let body = match (linear_factor(&t.coef, p), sym) {
-            (Some(k), _) => {
-                let mut m = monomial.clone();
-                m.coef = Coef::Const(if negate { -k } else { k });
-                term_str(model, &m, "·")
-            }
-            (None, Some(d)) => {
-                let mut m = monomial.clone();
-                m.coef = if negate { Coef::Neg(Box::new(d)) } else { d };
-                term_str(model, &m, "·")
-            }
-            (None, None) => format!(
-                "{}∂({})/∂{pname} · {mono}",
-                if negate { "-" } else { "" },
-                coef_str(model, &t.coef, &vars, "·")
-            ),
-        };
-        let free: Vec<&str> = (0..vars.len())
-            .filter(|&k| !bound[k])
-            .map(|k| vars[k].name.as_str())
-            .collect();
-        parts.push(if free.is_empty() || pidx.is_none() {
-            body
-        } else {
-            let (sign, b) = match body.strip_prefix('-') {
-                Some(b) => ("-", b.to_string()),
-                None => ("", body.clone()),
-            };
-            format!("{sign}{} {b}", sum_sub(&free))
-        });
+    }
+    let canon = canon.unwrap_or_else(|| {
+        ["i", "j", "k", "l", "m", "n"]
+            .iter()
+            .cycle()
+            .take(rank)
+            .map(|s| s.to_string())
+            .collect()
+    });
+    let head = if rank == 0 {
+        pname.clone()
+    } else {
+        format!("{pname}[{}]", canon.join(", "))
+    };
+    let mut parts = Vec::new();
+    for tid in terms {
+        let t = &model.terms[tid.idx()];
+        let mut idxs = Vec::new();
+        param_indices(&t.coef, p, &mut idxs);
+        for idx in idxs {
+            parts.push(grad_part(model, t, p, &idx, &canon, negate));
+        }
     }
     (head, join_signed(&parts))
 }
 
-fn find_param_index(c: &Coef, p: ParamId) -> Option<Vec<crate::ir::Affine>> {
-    match c {
-        Coef::Param { param, index } if *param == p => Some(index.clone()),
-        Coef::Param { .. } | Coef::Const(_) => None,
-        Coef::Add(xs) | Coef::Mul(xs) => xs.iter().find_map(|x| find_param_index(x, p)),
-        Coef::Div(a, b) => find_param_index(a, p).or_else(|| find_param_index(b, p)),
-        Coef::Powi(a, _) | Coef::Neg(a) | Coef::Func(_, a) => find_param_index(a, p),
+/// One product-rule part: the derivative through the occurrences of θ indexed by `idx`.
+fn grad_part(
+    model: &Model,
+    t: &Term,
+    p: ParamId,
+    idx: &[crate::ir::Affine],
+    canon: &[String],
+    negate: bool,
+) -> String {
+    let mut vars = t.vars.clone();
+    let mut bound = vec![false; vars.len()];
+    let bare = idx.iter().all(|a| a.as_var().is_some());
+    if bare {
+        for (ax, a) in idx.iter().enumerate() {
+            let v = a.as_var().expect("bare") as usize;
+            vars[v].name = canon[ax].clone();
+            bound[v] = true;
+        }
+        for k in 0..vars.len() {
+            if !bound[k] && canon.contains(&vars[k].name) {
+                vars[k].name.push('\'');
+            }
+        }
     }
+    let mut m = Term {
+        vars: vars.clone(),
+        units: t.units.clone(),
+        coef: Coef::Const(1.0),
+        origin: t.origin,
+        span: t.span,
+    };
+    let sign = |c: Coef| if negate { Coef::Neg(Box::new(c)) } else { c };
+    let body = match (linear_factor(&t.coef, p), coef_deriv(&t.coef, p, idx)) {
+        (Some(k), _) => {
+            m.coef = sign(Coef::Const(k));
+            term_str(model, &m, "·")
+        }
+        (None, Some(d)) => {
+            m.coef = sign(d);
+            term_str(model, &m, "·")
+        }
+        (None, None) => format!(
+            "{}∂({})/∂{} · {}",
+            if negate { "-" } else { "" },
+            coef_str(model, &t.coef, &vars, "·"),
+            model.param(p).name,
+            term_str(model, &m, "·")
+        ),
+    };
+    let free: Vec<&str> = (0..vars.len())
+        .filter(|&k| !bound[k])
+        .map(|k| vars[k].name.as_str())
+        .collect();
+    if free.is_empty() || !bare {
+        return body;
+    }
+    match body.strip_prefix('-') {
+        Some(b) => format!("-{} {b}", sum_sub(&free)),
+        None => format!("{} {body}", sum_sub(&free)),
+    }
+}
+
+/// Distinct index expressions of `p` in a coefficient, in order of appearance.
+fn param_indices(c: &Coef, p: ParamId, out: &mut Vec<Vec<crate::ir::Affine>>) {
+    match c {
+        Coef::Param { param, index } if *param == p => {
+            if !out.contains(index) {
+                out.push(index.clone())
+            }
+        }
+        Coef::Param { .. } | Coef::Const(_) => {}
+        Coef::Add(xs) | Coef::Mul(xs) => xs.iter().for_each(|x| param_indices(x, p, out)),
+        Coef::Div(a, b) => {
+            param_indices(a, p, out);
+            param_indices(b, p, out)
+        }
+        Coef::Powi(a, _) | Coef::Neg(a) | Coef::Func(_, a) => param_indices(a, p, out),
+    }
+}
+
+/// Rewrites a term so that the factor at `slot` is indexed by bare vars, when each of its axes
+/// is `(v + c) % n` with `n` the axis length and `v` a var of extent `n` used on no other axis
+/// (a bijection, as on a periodic lattice): then `v = (v' - c) % n` is substituted everywhere.
+/// `None` when some other index cannot be rewritten exactly.
+fn invert_slot(model: &Model, t: &Term, slot: usize) -> Option<Term> {
+    use crate::ir::Affine;
+    let u = &t.units[slot];
+    let shape = &model.group(u.group).shape;
+    // var -> (offset c, modulo n)
+    let mut sub: Vec<Option<(i64, i64)>> = vec![None; t.vars.len()];
+    for (ax, a) in u.index.iter().enumerate() {
+        let n = shape[ax] as i64;
+        match (&a.coeffs[..], a.modulo) {
+            ([(v, 1)], None) if a.offset == 0 => {}
+            ([(v, 1)], Some(m)) if m == n && t.vars[*v as usize].extent as i64 == n => {
+                if sub[*v as usize].is_some() {
+                    return None;
+                }
+                sub[*v as usize] = Some((a.offset, n));
+            }
+            _ => return None,
+        }
+    }
+    let rewrite = |a: &Affine| -> Option<Affine> {
+        let touched: Vec<&(u32, i64)> = a
+            .coeffs
+            .iter()
+            .filter(|(v, _)| sub[*v as usize].is_some())
+            .collect();
+        match touched[..] {
+            [] => Some(a.clone()),
+            [&(v, 1)] if a.coeffs.len() == 1 => {
+                let (c, n) = sub[v as usize].expect("substituted");
+                if a.modulo.is_some_and(|m| m != n) || (a.modulo.is_none() && a.offset != 0) {
+                    return None;
+                }
+                let off = (a.offset - c).rem_euclid(n);
+                Some(Affine {
+                    coeffs: vec![(v, 1)],
+                    offset: if off == 0 { 0 } else { off - n },
+                    modulo: (off != 0).then_some(n),
+                })
+            }
+            _ => None,
+        }
+    };
+    fn map_coef(
+        c: &Coef,
+        f: &dyn Fn(&crate::ir::Affine) -> Option<crate::ir::Affine>,
+    ) -> Option<Coef> {
+        Some(match c {
+            Coef::Const(x) => Coef::Const(*x),
+            Coef::Param { param, index } => Coef::Param {
+                param: *param,
+                index: index.iter().map(f).collect::<Option<Vec<_>>>()?,
+            },
+            Coef::Add(xs) => Coef::Add(xs.iter().map(|x| map_coef(x, f)).collect::<Option<_>>()?),
+            Coef::Mul(xs) => Coef::Mul(xs.iter().map(|x| map_coef(x, f)).collect::<Option<_>>()?),
+            Coef::Div(a, b) => Coef::Div(Box::new(map_coef(a, f)?), Box::new(map_coef(b, f)?)),
+            Coef::Powi(a, n) => Coef::Powi(Box::new(map_coef(a, f)?), *n),
+            Coef::Neg(a) => Coef::Neg(Box::new(map_coef(a, f)?)),
+            Coef::Func(g, a) => Coef::Func(*g, Box::new(map_coef(a, f)?)),
+        })
+    }
+    let mut t2 = t.clone();
+    for (k, w) in t2.units.iter_mut().enumerate() {
+        w.index = if k == slot {
+            w.index.iter().map(|a| Affine::var(a.coeffs[0].0)).collect()
+        } else {
+            w.index.iter().map(&rewrite).collect::<Option<Vec<_>>>()?
+        };
+    }
+    t2.coef = map_coef(&t.coef, &rewrite)?;
+    Some(t2)
 }
 
 /// `Σ_i` or `Σ_{i,k}`.

@@ -492,6 +492,46 @@ fn explain_sections(model: &Model, plan: &Plan) -> Value {
 pub fn explain_json(model: &Model, plan: &Plan) -> Value {
     let mut j = explain_sections(model, plan);
     j["model"] = json!(model.name);
+    // Per-group records by name, so consumers need not resolve ids.
+    let groups: Vec<Value> = plan
+        .conditionals
+        .iter()
+        .map(|c| {
+            let g = model.group(c.group);
+            let b = &plan.structure.blankets[c.group.idx()];
+            let names = |gs: &[GroupId]| -> Vec<String> {
+                gs.iter().map(|g| model.group(*g).name.clone()).collect()
+            };
+            json!({
+                "name": g.name,
+                "shape": g.shape,
+                "domain": format!("{:?}", g.domain).to_lowercase(),
+                "role": format!("{:?}", g.role).to_lowercase(),
+                "family": format!("{:?}", c.family),
+                "conditional": conditional_lines(model, c),
+                "summed_in_free_energy": plan.free_energy.summed.contains(&c.group),
+                "parents": names(&b.parents),
+                "children": names(&b.children),
+                "co_parents": names(&b.co_parents),
+                "neighbors": names(&b.neighbors),
+                "self_interacting": b.self_interacting,
+            })
+        })
+        .collect();
+    j["groups"] = json!(groups);
+    let blocks: Vec<Vec<Value>> = plan
+        .structure
+        .schedule
+        .blocks
+        .iter()
+        .map(|b| {
+            b.members
+                .iter()
+                .map(|m| json!({"group": model.group(m.group).name, "vars": m.elems}))
+                .collect()
+        })
+        .collect();
+    j["blocks"] = json!(blocks);
     j["plan"] = serde_json::to_value(plan).expect("the Plan serialises");
     j
 }

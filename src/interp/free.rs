@@ -13,15 +13,19 @@
 use super::{member_vars, n_states, Cond, Interp};
 use crate::analysis::{Occ, VarRef};
 use crate::derive::coef_grad;
-use crate::exact::expand::{zeros_like, Inst};
+use crate::exact::expand::{zeros_like, Inst, Site};
 use crate::ir::eval::{logsumexp, sigmoid, Params, State};
 use crate::ir::{Domain, GroupId, TermId};
 
-/// First and second moments of every element of every group.
+/// First and second moments of every element of every group, under a distribution that is
+/// independent across variables (a point mass, conditionals of non-interacting groups, or a
+/// factorised mean-field `Q`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct ExpectedState {
     pub first: Vec<Vec<f64>>,
     pub second: Vec<Vec<f64>>,
+    /// states of one variable per group (categorical `K`, else 1); empty means all 1
+    pub states: Vec<usize>,
 }
 
 impl ExpectedState {
@@ -34,23 +38,39 @@ impl ExpectedState {
                 .iter()
                 .map(|v| v.iter().map(|x| x * x).collect())
                 .collect(),
+            states: Vec::new(),
         }
     }
-    fn site(&self, g: u32, e: u32, power: u32) -> f64 {
-        match power {
-            1 => self.first[g as usize][e as usize],
-            2 => self.second[g as usize][e as usize],
-            _ => unreachable!("ir powers are 1 or 2"),
-        }
+    fn k(&self, g: u32) -> u32 {
+        self.states.get(g as usize).copied().unwrap_or(1) as u32
     }
-    /// `E[monomial]` of an instance, treating its sites as independent (true when every
-    /// instance touches each random element at most once, as the plan guarantees for the
-    /// summed groups).
+    /// `E[monomial]` of an instance: a product over its distinct variables, each factor the
+    /// expectation of that variable's own factors (independence across variables). Factors on
+    /// one element with total power `p` give the first moment for odd `p`, the second for even
+    /// `p` (`x^p` is `x` or `x^2` for binary, spin and one-hot units; reals have `p <= 2`);
+    /// two different states of one categorical variable give 0.
     pub fn monomial(&self, i: &Inst) -> f64 {
-        i.sites
-            .iter()
-            .map(|s| self.site(s.group, s.elem, s.power))
-            .product()
+        let sites = &i.sites;
+        let mut r = 1.0;
+        for (a, s) in sites.iter().enumerate() {
+            let k = self.k(s.group);
+            let same_var = |t: &&Site| t.group == s.group && t.elem / k == s.elem / k;
+            if sites[..a].iter().any(|t| same_var(&t)) {
+                continue; // counted with the first factor on this variable
+            }
+            let on_var: Vec<&Site> = sites[a..].iter().filter(same_var).collect();
+            if on_var.iter().any(|t| t.elem != s.elem) {
+                return 0.0;
+            }
+            let p: u32 = on_var.iter().map(|t| t.power).sum();
+            let (g, e) = (s.group as usize, s.elem as usize);
+            r *= if p % 2 == 1 {
+                self.first[g][e]
+            } else {
+                self.second[g][e]
+            };
+        }
+        r
     }
 }
 
@@ -75,16 +95,24 @@ impl Cond {
 }
 
 impl Interp<'_> {
+    /// The point mass at `state`, knowing the model's categorical groups.
+    pub fn expected(&self, state: &State) -> ExpectedState {
+        let mut m = ExpectedState::from_state(state);
+        m.states = self.model.groups.iter().map(|g| g.n_states()).collect();
+        m
+    }
+
     /// The moments of the point mass at `state` with `groups` replaced by their derived
     /// conditionals given `state` (the groups must be conditionally independent given the
     /// rest, as the free energy's summed groups are).
     pub fn conditional_moments(&self, state: &State, groups: &[GroupId]) -> ExpectedState {
-        let mut m = ExpectedState::from_state(state);
+        let mut m = self.expected(state);
+        let mut scratch = state.clone();
         for &g in groups {
             let domain = self.model.group(g).domain;
             let k = self.model.group(g).n_states();
             for v in member_vars(self.model, g, &None) {
-                let mo = self.field(state, v).moments(domain);
+                let mo = self.field_mut(&mut scratch, v).moments(domain);
                 for (c, (a, b)) in mo.into_iter().enumerate() {
                     m.first[g.idx()][v.var * k + c] = a;
                     m.second[g.idx()][v.var * k + c] = b;

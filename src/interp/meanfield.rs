@@ -35,7 +35,7 @@ pub struct MeanFieldResult {
 impl Interp<'_> {
     /// The default starting `Q`: binary 1/2, spin 0, categorical uniform, real N(0, 1).
     pub fn meanfield_init(&self, visible: &State) -> ExpectedState {
-        let mut q = ExpectedState::from_state(visible);
+        let mut q = self.expected(visible);
         for g in self.model.group_ids() {
             let grp = self.model.group(g);
             if grp.role == Role::Visible {

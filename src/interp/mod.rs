@@ -188,7 +188,9 @@ impl<'a> Interp<'a> {
         undirected_only: bool,
     ) -> Vec<f64> {
         let n = n_states(self.model, v.group);
-        let saved = state.values[v.group.idx()].clone();
+        let k = self.model.group(v.group).n_states();
+        let range = v.var * k..v.var * k + k;
+        let saved: Vec<f64> = state.values[v.group.idx()][range.clone()].to_vec();
         let e = (0..n)
             .map(|k| {
                 set_var(self.model, state, v, k);
@@ -198,7 +200,7 @@ impl<'a> Interp<'a> {
                     .sum()
             })
             .collect();
-        state.values[v.group.idx()] = saved;
+        state.values[v.group.idx()][range].copy_from_slice(&saved);
         e
     }
 
@@ -247,14 +249,18 @@ impl<'a> Interp<'a> {
 
     /// The derived conditional of variable `v` given the rest of `state`.
     pub fn field(&self, state: &State, v: VarRef) -> Cond {
+        self.field_mut(&mut state.clone(), v)
+    }
+
+    /// `field` without copying the state: `state` is used as scratch and restored.
+    pub fn field_mut(&self, state: &mut State, v: VarRef) -> Cond {
         let c = &self.plan.conditionals[v.group.idx()];
         let occs = &self.local[v.group.idx()][v.var];
         if c.family == Family::Gaussian {
             let (z, beta) = self.gaussian_field(state, v, occs);
             return Cond::Gaussian { z, beta };
         }
-        let mut s = state.clone();
-        let e = self.local_energies(&mut s, v, occs, false);
+        let e = self.local_energies(state, v, occs, false);
         self.cond_from(c, e)
     }
 
@@ -285,7 +291,7 @@ impl<'a> Interp<'a> {
             .filter(|m| !clamp.contains(&m.group))
             .flat_map(|m| member_vars(self.model, m.group, &m.elems))
             .collect();
-        let conds: Vec<Cond> = vars.iter().map(|&v| self.field(state, v)).collect();
+        let conds: Vec<Cond> = vars.iter().map(|&v| self.field_mut(state, v)).collect();
         for (v, c) in vars.iter().zip(&conds) {
             self.draw(state, *v, c, rng);
         }

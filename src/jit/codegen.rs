@@ -7,22 +7,26 @@
 //! modulo may wrap inside the four lanes is guarded: each iteration tests, for every such
 //! term, that the lanes do not wrap and takes the contiguous body, or else the gathered one.
 //! `exp` is the inline polynomial of `kernel::mathf`, random draws the hash of `kernel::rng`,
-//! both lane-wise, so vector and scalar code produce the same bits; `log` calls the host.
+//! both lane-wise (in `vmath`), so vector and scalar code produce the same bits; `log` calls
+//! the host.
 //!
 //! Invariant: emits only accesses whose indices `Kernel::check` proved in range (a modulo is
 //! always reduced unless its pre-modulo range, or the runtime guard, shows it is in range).
 
-use crate::kernel::check::{index_range, pre_mod_range};
+use crate::kernel::check::pre_mod_range;
 use crate::kernel::{
-    mathf, rng, BinOp, CmpOp, Expr, IdxTerm, Index, Interval, Kernel, LoopKind, Stmt, UnOp, VarId,
+    rng, BinOp, CmpOp, Expr, IdxTerm, Index, Interval, Kernel, LoopKind, Stmt, UnOp, VarId,
 };
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::types::{F32, F32X4, I32, I32X4, I64};
 use cranelift_codegen::ir::{
-    BlockArg, Endianness, FuncRef, InstBuilder, MemFlagsData, Type, Value,
+    BlockArg, ConstantData, FuncRef, InstBuilder, MemFlagsData, StackSlot, StackSlotData,
+    StackSlotKind, Value,
 };
 use cranelift_codegen::isa::TargetFrontendConfig;
 use cranelift_frontend::{FunctionBuilder, Variable};
+
+mod vmath;
 
 const NO_ARGS: &[BlockArg] = &[];
 
@@ -50,7 +54,10 @@ pub(super) struct Gen<'a, 'f> {
     ranges: Vec<Interval>,
     vars: Vec<Option<Variable>>,
     locals: Vec<Option<(Variable, bool)>>,
-    keys: Vec<Option<Variable>>,
+    /// per key: a stack slot holding `[key: i64, pad, k0 x4: i32x4, k1 x4: i32x4]`, written by
+    /// the `Key` statement; a slot (not an SSA value) keeps Cranelift from re-deriving the
+    /// key inside the inner loop where it is used
+    keys: Vec<Option<StackSlot>>,
     vec_var: Option<VarId>,
     mode: Mode,
     lane_iota: Value,
@@ -76,12 +83,9 @@ impl<'a, 'f> Gen<'a, 'f> {
         let seed = b.ins().load(I64, fl, rngp, 0);
         let stream0 = b.ins().load(I64, fl, rngp, 8);
         let step = b.ins().load(I64, fl, rngp, 16);
-        let mut iota = b.ins().iconst(I32, 0);
-        iota = b.ins().splat(I32X4, iota);
-        for l in 1..4u8 {
-            let c = b.ins().iconst(I32, l as i64);
-            iota = b.ins().insertlane(iota, c, l);
-        }
+        let bytes: Vec<u8> = (0..4u32).flat_map(|l| l.to_le_bytes()).collect();
+        let iota_c = b.func.dfg.constants.insert(ConstantData::from(bytes));
+        let iota = b.ins().vconst(I32X4, iota_c);
         let mut g = Gen {
             k,
             b,
@@ -301,133 +305,6 @@ impl<'a, 'f> Gen<'a, 'f> {
         }
     }
 
-    fn exp(&mut self, x: Value) -> Value {
-        let lo = self.fconst(mathf::EXP_LO);
-        let hi = self.fconst(mathf::EXP_HI);
-        let x = self.b.ins().fmax(x, lo);
-        let x = self.b.ins().fmin(x, hi);
-        let l2e = self.fconst(mathf::LOG2E);
-        let t = self.b.ins().fmul(x, l2e);
-        let n = self.b.ins().nearest(t);
-        let c1 = self.fconst(mathf::LN2_HI);
-        let c2 = self.fconst(mathf::LN2_LO);
-        let t1 = self.b.ins().fmul(n, c1);
-        let r = self.b.ins().fsub(x, t1);
-        let t2 = self.b.ins().fmul(n, c2);
-        let r = self.b.ins().fsub(r, t2);
-        let mut p = self.fconst(mathf::EXP_POLY[0]);
-        for &c in &mathf::EXP_POLY[1..] {
-            let cc = self.fconst(c);
-            let pr = self.b.ins().fmul(p, r);
-            p = self.b.ins().fadd(pr, cc);
-        }
-        let r2 = self.b.ins().fmul(r, r);
-        let y = self.b.ins().fmul(p, r2);
-        let y = self.b.ins().fadd(y, r);
-        let one = self.fconst(1.0);
-        let y = self.b.ins().fadd(y, one);
-        let (ity, fty) = if self.width4() {
-            (I32X4, F32X4)
-        } else {
-            (I32, F32)
-        };
-        let ni = self.b.ins().fcvt_to_sint_sat(ity, n);
-        let c127 = self.iconst32(127);
-        let e = self.b.ins().iadd(ni, c127);
-        let e = self.b.ins().ishl_imm_s(e, 23);
-        let scale = self.bitcast(fty, e);
-        self.b.ins().fmul(y, scale)
-    }
-
-    fn bitcast(&mut self, ty: Type, x: Value) -> Value {
-        let fl = MemFlagsData::new().with_endianness(Endianness::Little);
-        self.b.ins().bitcast(ty, fl, x)
-    }
-
-    fn sigmoid(&mut self, x: Value) -> Value {
-        let nx = self.b.ins().fneg(x);
-        let e = self.exp(nx);
-        let one = self.fconst(1.0);
-        let d = self.b.ins().fadd(one, e);
-        self.b.ins().fdiv(one, d)
-    }
-
-    fn log(&mut self, x: Value) -> Value {
-        if !self.width4() {
-            let call = self.b.ins().call(self.log_fn, &[x]);
-            return self.b.inst_results(call)[0];
-        }
-        let mut v = x;
-        for l in 0..4u8 {
-            let xl = self.b.ins().extractlane(x, l);
-            let call = self.b.ins().call(self.log_fn, &[xl]);
-            let r = self.b.inst_results(call)[0];
-            v = self.b.ins().insertlane(v, r, l);
-        }
-        v
-    }
-
-    fn mix32(&mut self, x: Value) -> Value {
-        let s = self.b.ins().ushr_imm_s(x, 16);
-        let x = self.b.ins().bxor(x, s);
-        let a = self.iconst32(rng::MIX_A);
-        let x = self.b.ins().imul(x, a);
-        let s = self.b.ins().ushr_imm_s(x, 15);
-        let x = self.b.ins().bxor(x, s);
-        let bm = self.iconst32(rng::MIX_B);
-        let x = self.b.ins().imul(x, bm);
-        let s = self.b.ins().ushr_imm_s(x, 16);
-        self.b.ins().bxor(x, s)
-    }
-
-    fn uniform(&mut self, key: u32, counter: &Index) -> Value {
-        let kv = self.keys[key as usize].expect("checked: key computed");
-        let key = self.b.use_var(kv);
-        let k0 = self.b.ins().ireduce(I32, key);
-        let hi = self.b.ins().ushr_imm_s(key, 32);
-        let k1 = self.b.ins().ireduce(I32, hi);
-        let (ctr, k0, k1) = if self.width4() {
-            let ctr = match self.lanes(counter) {
-                Lanes::Invariant => {
-                    let c = self.index(counter, 0);
-                    let c = self.b.ins().ireduce(I32, c);
-                    self.b.ins().splat(I32X4, c)
-                }
-                Lanes::Contiguous => {
-                    let c = self.index_at(counter, 0, true);
-                    let c = self.b.ins().ireduce(I32, c);
-                    let c = self.b.ins().splat(I32X4, c);
-                    self.b.ins().iadd(c, self.lane_iota)
-                }
-                Lanes::Gather => {
-                    let z = self.b.ins().iconst(I32, 0);
-                    let mut v = self.b.ins().splat(I32X4, z);
-                    for l in 0..4u8 {
-                        let c = self.index(counter, l as i64);
-                        let c = self.b.ins().ireduce(I32, c);
-                        v = self.b.ins().insertlane(v, c, l);
-                    }
-                    v
-                }
-            };
-            let k0 = self.b.ins().splat(I32X4, k0);
-            let k1 = self.b.ins().splat(I32X4, k1);
-            (ctr, k0, k1)
-        } else {
-            let c = self.index(counter, 0);
-            (self.b.ins().ireduce(I32, c), k0, k1)
-        };
-        let x = self.b.ins().bxor(ctr, k0);
-        let x = self.mix32(x);
-        let x = self.b.ins().bxor(x, k1);
-        let x = self.mix32(x);
-        let x = self.b.ins().ushr_imm_s(x, 8);
-        let fty = if self.width4() { F32X4 } else { F32 };
-        let f = self.b.ins().fcvt_from_sint(fty, x);
-        let s = self.fconst(1.0 / (1u32 << 24) as f32);
-        self.b.ins().fmul(f, s)
-    }
-
     fn expr(&mut self, e: &Expr) -> Value {
         match e {
             Expr::Const(c) => self.fconst(*c),
@@ -567,29 +444,28 @@ impl<'a, 'f> Gen<'a, 'f> {
                 let t = self.b.ins().imul_imm_s(self.step, rng::STEP_MUL as i64);
                 let z = self.b.ins().bxor(z, t);
                 let z = self.mix64(z);
-                let slot = &mut self.keys[key.0 as usize];
-                let var = match slot {
-                    Some(v) => *v,
+                let slot = match self.keys[key.0 as usize] {
+                    Some(sl) => sl,
                     None => {
-                        let v = self.b.declare_var(I64);
-                        *slot = Some(v);
-                        v
+                        let sl = self.b.create_sized_stack_slot(StackSlotData::new(
+                            StackSlotKind::ExplicitSlot,
+                            48,
+                            4,
+                        ));
+                        self.keys[key.0 as usize] = Some(sl);
+                        sl
                     }
                 };
-                self.b.def_var(var, z);
+                let k0 = self.b.ins().ireduce(I32, z);
+                let hi = self.b.ins().ushr_imm_s(z, 32);
+                let k1 = self.b.ins().ireduce(I32, hi);
+                let k0 = self.b.ins().splat(I32X4, k0);
+                let k1 = self.b.ins().splat(I32X4, k1);
+                self.b.ins().stack_store(I64, z, slot, 0);
+                self.b.ins().stack_store(I64, k0, slot, 16);
+                self.b.ins().stack_store(I64, k1, slot, 32);
             }
         }
-    }
-
-    fn mix64(&mut self, z: Value) -> Value {
-        let s = self.b.ins().ushr_imm_s(z, 30);
-        let z = self.b.ins().bxor(z, s);
-        let z = self.b.ins().imul_imm_s(z, 0xBF58_476D_1CE4_E5B9u64 as i64);
-        let s = self.b.ins().ushr_imm_s(z, 27);
-        let z = self.b.ins().bxor(z, s);
-        let z = self.b.ins().imul_imm_s(z, 0x94D0_49BB_1331_11EBu64 as i64);
-        let s = self.b.ins().ushr_imm_s(z, 31);
-        self.b.ins().bxor(z, s)
     }
 
     fn emit_loop(&mut self, v: VarId, kind: LoopKind, body: &[Stmt]) {
@@ -720,5 +596,4 @@ fn collect_wraps(body: &[Stmt], v: VarId, ranges: &[Interval], out: &mut Vec<Idx
             Stmt::Loop { .. } | Stmt::Key { .. } => {}
         }
     }
-    let _ = index_range;
 }

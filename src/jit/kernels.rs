@@ -187,7 +187,7 @@ pub struct LatticeSweep {
 }
 
 /// Checks that `schedule` updates `g` in exactly the two checkerboard colour classes.
-fn check_schedule(
+pub(crate) fn check_schedule(
     model: &Model,
     g: GroupId,
     sh: &LatticeShape,
@@ -281,6 +281,29 @@ impl LatticeSweep {
             self.jit.run_par(c, &mut bufs, rng, threads)?;
         }
         Ok(())
+    }
+
+    /// `n` sweeps with steps `rng.step .. rng.step + n`, the workers spawned once for all of
+    /// them (a barrier between colours). Same result as `n` calls of `sweep`.
+    pub fn sweeps(
+        &mut self,
+        n: usize,
+        rng: RngArgs,
+        threads: usize,
+    ) -> Result<(), CompileKernelError> {
+        let calls: Vec<(usize, RngArgs)> = (0..n as u64)
+            .flat_map(|s| {
+                let a = RngArgs {
+                    step: rng.step + s,
+                    ..rng
+                };
+                [(0, a), (1, a)]
+            })
+            .collect();
+        let [s0, s1] = &mut self.state;
+        let mut bufs: Vec<&mut [f32]> = vec![s0, s1];
+        bufs.extend(self.tables.iter_mut().map(|t| t.as_mut_slice()));
+        self.jit.run_seq(&calls, &mut bufs, threads)
     }
 
     /// Chain `ch`'s state in natural row-major layout.

@@ -12,6 +12,7 @@
 //! touches memory outside them. Compilation failures are `CompileKernelError`s.
 
 mod codegen;
+pub mod emit;
 pub mod kernels;
 
 use crate::kernel::check::Checked;
@@ -29,6 +30,9 @@ use std::ops::Range;
 /// restricted to `lo..hi` (clamped to the extent).
 type KernelFn = unsafe extern "C" fn(*const *mut f32, *const u64, u64, u64);
 
+/// Statement executions below which `run_par` stays on one thread.
+pub const MIN_PAR_WORK: usize = 1 << 19;
+
 extern "C" fn ebmc_logf(x: f32) -> f32 {
     crate::kernel::mathf::log(x)
 }
@@ -40,6 +44,8 @@ pub struct JitConfig {
     pub verify: bool,
     /// optimise for speed (`opt_level = speed`); `false` is `none`
     pub optimize: bool,
+    /// keep the machine code listing of every kernel (`--emit asm`, profiling)
+    pub disasm: bool,
 }
 
 impl Default for JitConfig {
@@ -47,6 +53,7 @@ impl Default for JitConfig {
         JitConfig {
             verify: cfg!(debug_assertions),
             optimize: true,
+            disasm: false,
         }
     }
 }
@@ -56,6 +63,7 @@ struct Compiled {
     f: KernelFn,
     checked: Checked,
     clif: String,
+    asm: Option<String>,
 }
 
 /// Native code for a set of kernels (one model), with its executable memory.
@@ -148,6 +156,8 @@ impl JitModule {
         let mut ctx = module.make_context();
         let mut fbc = FunctionBuilderContext::new();
         let mut clifs = Vec::new();
+        let mut asms = Vec::new();
+        ctx.set_disasm(cfg.disasm);
         for (k, &id) in kernels.iter().zip(&ids) {
             ctx.func.signature = sig.clone();
             ctx.func.name = UserFuncName::user(0, id.as_u32());
@@ -166,7 +176,9 @@ impl JitModule {
                 };
                 cg(k, detail)
             })?;
+            asms.push(ctx.compiled_code().and_then(|c| c.vcode.clone()));
             module.clear_context(&mut ctx);
+            ctx.set_disasm(cfg.disasm);
         }
         module
             .finalize_definitions()
@@ -176,7 +188,8 @@ impl JitModule {
             .zip(ids)
             .zip(checked)
             .zip(clifs)
-            .map(|(((k, id), checked), clif)| {
+            .zip(asms)
+            .map(|((((k, id), checked), clif), asm)| {
                 let p = module.get_finalized_function(id);
                 // SAFETY: `p` is the finalised code of a function with signature `sig`, which
                 // is `KernelFn`'s C ABI.
@@ -186,6 +199,7 @@ impl JitModule {
                     f,
                     checked,
                     clif,
+                    asm,
                 }
             })
             .collect();
@@ -206,6 +220,11 @@ impl JitModule {
     /// The Cranelift IR of kernel `k` as emitted (before optimisation): `--emit clif`.
     pub fn clif(&self, k: usize) -> &str {
         &self.kernels[k].clif
+    }
+
+    /// The machine code listing of kernel `k`, when compiled with `disasm`.
+    pub fn asm(&self, k: usize) -> Option<&str> {
+        self.kernels[k].asm.as_deref()
     }
 
     /// Whether kernel `k`'s `par` loop may be split across threads.
@@ -233,8 +252,9 @@ impl JitModule {
     }
 
     /// Runs kernel `k` on `threads` threads, each on a contiguous slice of the `par` loop.
-    /// Falls back to one thread when the kernel has no par loop or is not par-separable.
-    /// The result does not depend on `threads` (draws are counter-based).
+    /// Falls back to one thread when the kernel has no par loop, is not par-separable, or
+    /// does less than `MIN_PAR_WORK`. The result does not depend on `threads` (draws are
+    /// counter-based).
     pub fn run_par(
         &self,
         k: usize,
@@ -245,7 +265,10 @@ impl JitModule {
         let c = &self.kernels[k];
         let ext = c.kernel.par_extent().unwrap_or(1);
         let threads = threads.clamp(1, ext);
-        if threads == 1 || !c.checked.par_safe {
+        // spawning a scoped thread costs tens of microseconds: below this much work one thread
+        // is faster (measured: a 100x500 epilogue ran slower on 2 threads than on 1)
+        let small = c.kernel.work() < MIN_PAR_WORK;
+        if threads == 1 || !c.checked.par_safe || small {
             return self.run(k, bufs, rng, None);
         }
         let lens: Vec<usize> = bufs.iter().map(|b| b.len()).collect();
@@ -260,6 +283,54 @@ impl JitModule {
                     let p = p;
                     // SAFETY: see `Ptrs`; lengths were checked above.
                     unsafe { call(f, p.0, rng, r) }
+                });
+            }
+        });
+        Ok(())
+    }
+}
+
+impl JitModule {
+    /// Runs a sequence of kernel calls on the same buffers, in order, with `threads` workers
+    /// spawned once: each worker takes its slice of every call's `par` loop and all workers
+    /// meet at a barrier between calls (so call `i + 1` sees everything call `i` wrote).
+    /// Every kernel must declare the same buffer lengths. Falls back to one thread when some
+    /// kernel is not par-separable. The result does not depend on `threads`.
+    pub fn run_seq(
+        &self,
+        calls: &[(usize, RngArgs)],
+        bufs: &mut [&mut [f32]],
+        threads: usize,
+    ) -> Result<(), CompileKernelError> {
+        let lens: Vec<usize> = bufs.iter().map(|b| b.len()).collect();
+        for &(k, _) in calls {
+            check_sizes(&self.kernels[k].kernel, &lens)?;
+        }
+        let all_par = calls.iter().all(|&(k, _)| self.kernels[k].checked.par_safe);
+        let ptrs: Vec<*mut f32> = bufs.iter_mut().map(|b| b.as_mut_ptr()).collect();
+        if threads <= 1 || !all_par {
+            for &(k, rng) in calls {
+                // SAFETY: lengths checked above; `&mut` borrows give exclusive access.
+                unsafe { call(self.kernels[k].f, &ptrs, rng, 0..usize::MAX) };
+            }
+            return Ok(());
+        }
+        let p = Ptrs(&ptrs);
+        let barrier = std::sync::Barrier::new(threads);
+        std::thread::scope(|s| {
+            for t in 0..threads {
+                let barrier = &barrier;
+                s.spawn(move || {
+                    let p = p;
+                    for &(k, rng) in calls {
+                        let c = &self.kernels[k];
+                        let ext = c.kernel.par_extent().unwrap_or(1);
+                        let r = ext * t / threads..ext * (t + 1) / threads;
+                        // SAFETY: see `Ptrs`; the barrier orders calls, so no thread reads
+                        // an element another writes within one call.
+                        unsafe { call(c.f, p.0, rng, r) };
+                        barrier.wait();
+                    }
                 });
             }
         });

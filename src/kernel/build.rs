@@ -33,13 +33,13 @@ pub fn epilogue(rows: usize, n: usize, family: EpilogueFamily) -> Kernel {
     let key = k.key();
     let pl = k.local("pr");
     let at = Index::var(r, n as i64).plus(1, &[(c, 1)], 0, None);
-    let z = Expr::add(
+    let z = Expr::plus(
         Expr::load(acc, at.clone()),
         Expr::load(bias, Index::var(c, 1)),
     );
     let (z, lo) = match family {
         EpilogueFamily::Bernoulli => (z, 0.0),
-        EpilogueFamily::Spin => (Expr::mul(Expr::Const(2.0), z), -1.0),
+        EpilogueFamily::Spin => (Expr::times(Expr::Const(2.0), z), -1.0),
     };
     let inner = vec![
         Stmt::Let {

@@ -221,8 +221,26 @@ impl Checker<'_> {
                         lo: 0,
                         hi: lv.extent as i64 - 1,
                     });
+                    let (s0, l0) = (self.stores.len(), self.loads.len());
                     self.stmts(inner, depth + 1, *kind == LoopKind::Vec4)?;
                     self.scope[vi] = None;
+                    if *kind == LoopKind::Vec4 {
+                        // lanes run each statement together: an element written by one lane
+                        // must not be read by another, so written buffers are read only at
+                        // the written index
+                        let stores = &self.stores[s0..];
+                        for (b, ix) in &self.loads[l0..] {
+                            let hazard = stores.iter().any(|(sb, _)| sb == b)
+                                && !stores.iter().any(|(sb, six)| sb == b && six == ix);
+                            if hazard {
+                                let name = &self.k.bufs[b.0 as usize].name;
+                                return Err(self.err(format!(
+                                    "vector loop `{}` reads `{name}` at an element other than the one it writes",
+                                    lv.name
+                                )));
+                            }
+                        }
+                    }
                 }
                 Stmt::Let { local, value } => {
                     self.expr(value)?;
@@ -253,6 +271,68 @@ impl Checker<'_> {
             }
         }
         Ok(())
+    }
+}
+
+fn simplify_index(ix: &mut Index, ranges: &[Interval]) {
+    for t in &mut ix.terms {
+        if let Some(m) = t.modulo {
+            let r = pre_mod_range(t, ranges);
+            if r.lo >= 0 && r.hi < m {
+                t.modulo = None;
+            }
+        }
+    }
+}
+
+fn simplify_expr(e: &mut Expr, ranges: &[Interval]) {
+    match e {
+        Expr::Const(_) | Expr::Local(_) => {}
+        Expr::Load(_, ix) | Expr::Uniform { counter: ix, .. } => simplify_index(ix, ranges),
+        Expr::Un(_, a) => simplify_expr(a, ranges),
+        Expr::Bin(_, a, b) => {
+            simplify_expr(a, ranges);
+            simplify_expr(b, ranges);
+        }
+        Expr::Select {
+            a, b, then, els, ..
+        } => {
+            for x in [a, b, then, els] {
+                simplify_expr(x, ranges);
+            }
+        }
+    }
+}
+
+fn simplify_stmts(body: &mut [Stmt], ranges: &[Interval]) {
+    for s in body {
+        match s {
+            Stmt::Loop { body, .. } => simplify_stmts(body, ranges),
+            Stmt::Let { value, .. } => simplify_expr(value, ranges),
+            Stmt::Store { index, value, .. } => {
+                simplify_index(index, ranges);
+                simplify_expr(value, ranges);
+            }
+            Stmt::Key { stream, .. } => simplify_index(stream, ranges),
+        }
+    }
+}
+
+impl Kernel {
+    /// Drops every modulo whose bracket provably stays in `0..m` over the loop extents (the
+    /// value is unchanged; the text gets shorter and the code needs no reduction).
+    pub fn simplify(&mut self) {
+        let ranges: Vec<Interval> = self
+            .vars
+            .iter()
+            .map(|v| Interval {
+                lo: 0,
+                hi: v.extent as i64 - 1,
+            })
+            .collect();
+        let mut body = std::mem::take(&mut self.body);
+        simplify_stmts(&mut body, &ranges);
+        self.body = body;
     }
 }
 

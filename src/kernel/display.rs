@@ -48,10 +48,12 @@ impl Ctx<'_> {
         for t in &ix.terms {
             let inner = self.affine(&t.coeffs, t.offset);
             let body = match t.modulo {
-                Some(m) => format!("({inner}) % {m}"),
+                Some(m) if inner.contains(' ') => format!("(({inner}) % {m})"),
+                Some(m) => format!("({inner} % {m})"),
                 None => inner,
             };
-            let simple = t.modulo.is_some() || t.coeffs.len() <= 1 && t.offset == 0;
+            let simple =
+                t.modulo.is_some() || matches!(t.coeffs[..], [] | [(_, 1)]) && t.offset == 0;
             parts.push(match (t.stride, simple) {
                 (1, _) => body,
                 (s, true) => format!("{s}*{body}"),
@@ -166,12 +168,11 @@ impl Ctx<'_> {
                     );
                 }
                 Stmt::Key { key, stream } => {
-                    let _ = writeln!(
-                        out,
-                        "{pad}key k{} = stream(stream0 + {})",
-                        key.0,
-                        self.index(stream)
-                    );
+                    let s = match self.index(stream).as_str() {
+                        "0" => "stream0".to_string(),
+                        s => format!("stream0 + {s}"),
+                    };
+                    let _ = writeln!(out, "{pad}key k{} = stream({s})", key.0);
                 }
             }
         }

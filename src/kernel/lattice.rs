@@ -157,7 +157,7 @@ pub fn field_kernel(
                 let base = Index::var(r, h.n_elems() as i64);
                 let x = Expr::load(gb, factor_index(&h.shape, &u.index, &vars, base));
                 for _ in 0..u.power {
-                    val = Expr::mul(val, x.clone());
+                    val = Expr::times(val, x.clone());
                 }
             }
             let target = factor_index(
@@ -199,6 +199,7 @@ pub fn field_kernel(
         kind: LoopKind::Par,
         body,
     }];
+    k.simplify();
     Ok((k, coefs))
 }
 
@@ -361,7 +362,7 @@ pub fn checkerboard(
         let push = |z: &mut Option<Expr>, e: Expr| {
             *z = Some(match z.take() {
                 None => e,
-                Some(a) => Expr::add(a, e),
+                Some(a) => Expr::plus(a, e),
             })
         };
         let coef_at = |(buf, uniform): (BufId, bool), q: usize, d0: i64, d1: i64| {
@@ -379,9 +380,9 @@ pub fn checkerboard(
         for (&(_, (d0, d1)), &cb) in shape.pairs.iter().zip(&pair_bufs) {
             // forward instance at u reads s[u + d]; backward instance at u - d reads s[u - d]
             let (cf, ixf) = at(q, d0, d1, chain_base(par_chains));
-            let fwd = Expr::mul(coef_at(cb, q, 0, 0), Expr::load(s[cf], ixf));
+            let fwd = Expr::times(coef_at(cb, q, 0, 0), Expr::load(s[cf], ixf));
             let (cbk, ixb) = at(q, -d0, -d1, chain_base(par_chains));
-            let bwd = Expr::mul(coef_at(cb, q, -d0, -d1), Expr::load(s[cbk], ixb));
+            let bwd = Expr::times(coef_at(cb, q, -d0, -d1), Expr::load(s[cbk], ixb));
             push(&mut z, fwd);
             push(&mut z, bwd);
         }
@@ -390,7 +391,7 @@ pub fn checkerboard(
         }
         let field = Expr::un(UnOp::Neg, z.unwrap_or(Expr::Const(0.0)));
         let nat = if spin {
-            Expr::mul(Expr::Const(2.0), field)
+            Expr::times(Expr::Const(2.0), field)
         } else {
             field
         };
@@ -449,5 +450,6 @@ pub fn checkerboard(
             body,
         }]
     };
+    k.simplify();
     (k, coefs)
 }

@@ -205,10 +205,10 @@ impl Expr {
     pub fn bin(op: BinOp, a: Expr, b: Expr) -> Self {
         Expr::Bin(op, Box::new(a), Box::new(b))
     }
-    pub fn add(a: Expr, b: Expr) -> Self {
+    pub fn plus(a: Expr, b: Expr) -> Self {
         Expr::bin(BinOp::Add, a, b)
     }
-    pub fn mul(a: Expr, b: Expr) -> Self {
+    pub fn times(a: Expr, b: Expr) -> Self {
         Expr::bin(BinOp::Mul, a, b)
     }
     pub fn select(cmp: CmpOp, a: Expr, b: Expr, then: Expr, els: Expr) -> Self {
@@ -310,6 +310,22 @@ impl Kernel {
         self.n_keys += 1;
         KeyId(self.n_keys - 1)
     }
+    /// Statement executions of one full run (innermost statements times their loop extents):
+    /// a static measure of work, used to decide whether spawning threads pays.
+    pub fn work(&self) -> usize {
+        fn count(body: &[Stmt], mult: usize, vars: &[LoopVar]) -> usize {
+            body.iter()
+                .map(|s| match s {
+                    Stmt::Loop { var, body, .. } => {
+                        count(body, mult.saturating_mul(vars[var.0 as usize].extent), vars)
+                    }
+                    _ => mult,
+                })
+                .fold(0usize, |a, b| a.saturating_add(b))
+        }
+        count(&self.body, 1, &self.vars)
+    }
+
     /// The outermost `par` loop's extent, if the kernel has one (the range callers split).
     pub fn par_extent(&self) -> Option<usize> {
         match self.body.as_slice() {

@@ -365,7 +365,7 @@ fn build(
                 );
                 return None;
             };
-            let logit = super::expand::combine(expand(cx, vars, arg)?);
+            let logit = super::expand::combine(expand(cx, vars, arg)?, &cx.model.groups);
             let logit_terms = terms_of(cx, vars, &logit, lead, origin);
             let cm = child_mono(g, lead, span);
             let energy: Poly = logit
@@ -428,8 +428,19 @@ fn build(
                 );
                 return None;
             }
-            let mean = super::expand::combine(expand(cx, vars, &args[0].value)?);
+            let mean = super::expand::combine(expand(cx, vars, &args[0].value)?, &cx.model.groups);
             let sd_poly = expand(cx, vars, &args[1].value)?;
+            if sd_poly.iter().any(|m| !m.units.is_empty()) {
+                cx.diags.push(
+                    Diagnostic::error(
+                        "E0205",
+                        args[1].value.span,
+                        "the standard deviation of `normal` depends on units",
+                    )
+                    .with_hint("only the mean may depend on parent units; the standard deviation is a parameter or constant expression"),
+                );
+                return None;
+            }
             let sd = {
                 let mut ex = Expander {
                     scope: &cx.scope,
@@ -503,7 +514,7 @@ fn build(
                 ));
                 return None;
             }
-            let out = super::expand::combine(out);
+            let out = super::expand::combine(out, &cx.model.groups);
             let energy_terms = terms_of(cx, vars, &out, lead, origin);
             let mean_terms = terms_of(cx, vars, &mean, lead, origin);
             // the sd coefficient in the child's own variable numbering

@@ -7,7 +7,7 @@
 
 use super::scope::{did_you_mean, Scope, Sym};
 use crate::diag::{Diagnostic, SourceMap, Span};
-use crate::ir::{Affine, Coef, Func, Group, Param, UnitFactor};
+use crate::ir::{Affine, Coef, Domain, Func, Group, Param, UnitFactor};
 use crate::syntax::ast::{Expr, ExprKind, MulOp};
 
 /// Most monomials one expression may expand into.
@@ -119,10 +119,23 @@ pub type Poly = Vec<Mono>;
 /// Adds up monomials with the same units and the same coefficient factors (e.g. the two
 /// cross terms of `(v - a)^2`) and drops those whose constant is zero. Order of first
 /// appearance is kept.
-pub fn combine(p: Poly) -> Poly {
+pub fn combine(p: Poly, groups: &[Group]) -> Poly {
     let mut index: std::collections::BTreeMap<String, usize> = Default::default();
     let mut out: Poly = Vec::with_capacity(p.len());
-    for m in p {
+    for mut m in p {
+        // Discrete powers first (x^2 = x, s^2 = 1) so that `s^3` and `s` merge; real powers
+        // are left for `terms`, which reports those above 2.
+        m.units.retain_mut(|u| match groups[u.group.idx()].domain {
+            Domain::Binary | Domain::Categorical => {
+                u.power = 1;
+                true
+            }
+            Domain::Spin => {
+                u.power %= 2;
+                u.power == 1
+            }
+            Domain::Real => true,
+        });
         let mut num: Vec<String> = m.num.iter().map(|c| format!("{c:?}")).collect();
         let mut den: Vec<String> = m.den.iter().map(|c| format!("{c:?}")).collect();
         let mut units: Vec<String> = m.units.iter().map(|u| format!("{u:?}")).collect();
@@ -152,7 +165,7 @@ pub struct Expander<'a> {
 }
 
 impl Expander<'_> {
-    fn text(&self, s: Span) -> String {
+    pub(super) fn text(&self, s: Span) -> String {
         let f = self.sources.file(s.file);
         f.text
             .get(s.start as usize..s.end as usize)
@@ -162,7 +175,7 @@ impl Expander<'_> {
             .join(" ")
     }
 
-    fn err(&mut self, code: &'static str, span: Span, msg: String) {
+    pub(super) fn err(&mut self, code: &'static str, span: Span, msg: String) {
         self.diags.push(Diagnostic::error(code, span, msg));
     }
 
@@ -233,10 +246,13 @@ impl Expander<'_> {
                         MulOp::Mul => self.mul(&a, &b, span),
                         MulOp::Div => self.divide(a, &b, p.span, span),
                         MulOp::Mod => {
-                            self.err(
-                                "E0306",
-                                p.span,
-                                "`%` is only allowed inside index brackets".into(),
+                            self.diags.push(
+                                Diagnostic::error(
+                                    "E0306",
+                                    p.span,
+                                    "`%` is only allowed inside index brackets",
+                                )
+                                .with_hint("for a periodic index write `s[(i + 1) % L]`"),
                             );
                             None
                         }
@@ -558,141 +574,5 @@ impl Expander<'_> {
             }
         }
         Some(vec![m])
-    }
-
-    /// An index expression as an affine map: `i`, `i + 1`, `2*i + dy`, `(i + 1) % L`, `3`.
-    pub fn affine(&mut self, e: &Expr) -> Option<Affine> {
-        let a = self.affine_inner(e)?;
-        let big = a.offset.abs() > MAX_INDEX_CONST
-            || a.coeffs.iter().any(|(_, c)| c.abs() > MAX_INDEX_CONST);
-        if big {
-            self.err("E0305", e.span, "index constants are too large".into());
-            return None;
-        }
-        Some(a)
-    }
-
-    fn not_affine(&mut self, span: Span, why: &str) -> Option<Affine> {
-        let t = self.text(span);
-        self.diags.push(
-            Diagnostic::error("E0305", span, format!("index `{t}` is not affine: {why}"))
-                .with_hint("indices are sums of index variables times integers plus an integer, optionally `% n` at the outside"),
-        );
-        None
-    }
-
-    fn affine_inner(&mut self, e: &Expr) -> Option<Affine> {
-        match &e.kind {
-            ExprKind::Num(x) => {
-                if x.fract() != 0.0 || x.abs() > MAX_INDEX_CONST as f64 {
-                    return self.not_affine(e.span, "an index must be an integer");
-                }
-                Some(Affine::constant(*x as i64))
-            }
-            ExprKind::Name(n) => match self.scope.get(n) {
-                Some(Sym::Value(v)) => {
-                    if v.fract() != 0.0 || v.abs() > MAX_INDEX_CONST as f64 {
-                        return self.not_affine(e.span, "an index must be an integer");
-                    }
-                    Some(Affine::constant(v as i64))
-                }
-                Some(_) => self.not_affine(e.span, "a unit or parameter cannot be an index"),
-                None => Some(Affine::var(self.vars.id(n))),
-            },
-            ExprKind::Neg(a) => {
-                let a = self.affine_inner(a)?;
-                if a.modulo.is_some() {
-                    return self.not_affine(e.span, "`%` must be the outermost operation");
-                }
-                Some(scale(&a, -1))
-            }
-            ExprKind::Sum(parts) => {
-                let mut acc = Affine::constant(0);
-                for (neg, p) in parts {
-                    let a = self.affine_inner(p)?;
-                    if a.modulo.is_some() {
-                        return self.not_affine(e.span, "`%` must be the outermost operation");
-                    }
-                    acc = add(&acc, &scale(&a, if *neg { -1 } else { 1 }));
-                }
-                Some(acc)
-            }
-            ExprKind::Product(parts) => {
-                let mut acc: Option<Affine> = None;
-                for (op, p) in parts {
-                    let a = self.affine_inner(p)?;
-                    let Some(cur) = acc.take() else {
-                        acc = Some(a);
-                        continue;
-                    };
-                    acc = Some(match op {
-                        MulOp::Mul => {
-                            if cur.modulo.is_some() || a.modulo.is_some() {
-                                return self
-                                    .not_affine(e.span, "`%` must be the outermost operation");
-                            }
-                            if cur.coeffs.is_empty() {
-                                scale(&a, cur.offset)
-                            } else if a.coeffs.is_empty() {
-                                scale(&cur, a.offset)
-                            } else {
-                                return self
-                                    .not_affine(e.span, "two index variables are multiplied");
-                            }
-                        }
-                        MulOp::Div => return self.not_affine(e.span, "division in an index"),
-                        MulOp::Mod => {
-                            if cur.modulo.is_some() {
-                                return self.not_affine(e.span, "nested `%`");
-                            }
-                            if !a.coeffs.is_empty() || a.modulo.is_some() {
-                                return self.not_affine(p.span, "the modulus must be a constant");
-                            }
-                            if a.offset <= 0 {
-                                return self.not_affine(p.span, "the modulus must be positive");
-                            }
-                            Affine {
-                                modulo: Some(a.offset),
-                                ..cur
-                            }
-                        }
-                    });
-                }
-                acc
-            }
-            _ => self.not_affine(e.span, "only `+`, `-`, `*` by integers and `%` are allowed"),
-        }
-    }
-}
-
-fn scale(a: &Affine, k: i64) -> Affine {
-    let mut coeffs: Vec<(u32, i64)> = a
-        .coeffs
-        .iter()
-        .map(|&(v, c)| (v, c.saturating_mul(k)))
-        .filter(|&(_, c)| c != 0)
-        .collect();
-    coeffs.sort_unstable();
-    Affine {
-        coeffs,
-        offset: a.offset.saturating_mul(k),
-        modulo: a.modulo,
-    }
-}
-
-fn add(a: &Affine, b: &Affine) -> Affine {
-    let mut coeffs = a.coeffs.clone();
-    for &(v, c) in &b.coeffs {
-        match coeffs.iter_mut().find(|x| x.0 == v) {
-            Some(x) => x.1 = x.1.saturating_add(c),
-            None => coeffs.push((v, c)),
-        }
-    }
-    coeffs.retain(|x| x.1 != 0);
-    coeffs.sort_unstable();
-    Affine {
-        coeffs,
-        offset: a.offset.saturating_add(b.offset),
-        modulo: None,
     }
 }

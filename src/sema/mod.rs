@@ -8,6 +8,7 @@
 mod decl;
 mod directed;
 pub mod expand;
+mod index;
 pub mod scope;
 pub mod terms;
 
@@ -84,7 +85,7 @@ pub fn check_model(input: &ModelInput, sources: &SourceMap) -> Checked {
                 ex.expand(&en.expr)
             };
             let Some(poly) = poly else { continue };
-            let poly = expand::combine(poly);
+            let poly = expand::combine(poly, &cx.model.groups);
             let mut tb = TermBuilder {
                 groups: &cx.model.groups,
                 var_names: &vars.names,

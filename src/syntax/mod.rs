@@ -217,7 +217,13 @@ fn syntax_hint(text: &str, at: usize, found: &str, expected: &[&str]) -> Option<
         .chars()
         .take_while(|c| c.is_alphanumeric() || *c == '_')
         .collect();
-    if !first_word.is_empty() && !LEADING_WORDS.contains(&first_word.as_str()) {
+    // Only `WORD NAME` lines look like a misspelt keyword (`parm a[n]`), not `h1[j] ~ ...`.
+    let after_first = text[line_start..].trim_start()[first_word.len()..].to_string();
+    let keyword_shaped = after_first.starts_with(' ')
+        && after_first
+            .trim_start()
+            .starts_with(|c: char| c.is_alphabetic() || c == '_');
+    if keyword_shaped && !LEADING_WORDS.contains(&first_word.as_str()) {
         if let Some(s) = crate::sema::scope::did_you_mean(&first_word, LEADING_WORDS) {
             return Some(format!("did you mean `{s}`?"));
         }

@@ -427,3 +427,112 @@ fn user_schedule_errors() {
         .iter()
         .all(|d| d.hint.is_some() && !d.labels.is_empty()));
 }
+
+/// On many random models (laterals, three-way terms, categorical groups, directed parts,
+/// Gaussian visibles): derived blocks are independent sets covering every variable once, and
+/// derive + explain never panic and are deterministic.
+#[test]
+fn random_models_blocks_are_valid() {
+    use ebmc::testgen::{random_gaussian, random_model, random_sbn, GenConfig};
+    let mut models = Vec::new();
+    for s in 0..60 {
+        models.push(random_model(s, &GenConfig::default()).0);
+        models.push(
+            random_model(
+                1000 + s,
+                &GenConfig {
+                    max_directed: 2,
+                    ..GenConfig::default()
+                },
+            )
+            .0,
+        );
+    }
+    for s in 0..20 {
+        models.push(random_sbn(s).0);
+        models.push(random_gaussian(s).0);
+    }
+    let mut self_interacting = 0;
+    for m in &models {
+        let s = analyze_ok(m);
+        self_interacting += s.blankets.iter().filter(|b| b.self_interacting).count();
+        let (p, _) = ebmc::derive::derive(m, &s);
+        let a = ebmc::explain::explain_text(m, &p);
+        assert_eq!(a, ebmc::explain::explain_text(m, &p));
+        // Summed groups never interact with each other or themselves.
+        for x in &p.free_energy.summed {
+            for y in &p.free_energy.summed {
+                assert!(!s.interacts[x.idx()][y.idx()], "{}", m.name);
+            }
+        }
+    }
+    assert!(
+        self_interacting > 20,
+        "the generator exercises element colorings: {self_interacting}"
+    );
+}
+
+#[test]
+fn meanfield_user_schedule_warnings() {
+    let (m, _) = bm(2, 2);
+    let (v_, h) = (GroupId(0), GroupId(1));
+    let m = with_schedule(
+        m,
+        ScheduleKind::MeanField {
+            iters: 5,
+            damping: 0.5,
+            tol: 1e-4,
+        },
+        vec![step(&[h], &[], 2), step(&[v_], &[], 9)],
+    );
+    let (s, diags) = analyze(&m);
+    let msgs: Vec<String> = diags
+        .iter()
+        .map(|d| format!("{:?} {} {}", d.severity, d.code, d.message))
+        .collect();
+    assert_eq!(
+        msgs,
+        vec![
+            "Warning E0401 `update h` is not a valid block: term `-0.5*h[i]*J[i, k]*h[k]` couples h[0] and h[1]",
+            "Warning E0404 `update v` updates visible `v`, which mean field keeps clamped to the data",
+        ]
+    );
+    // Warnings only: the user's (damped) schedule is used.
+    assert!(s.meanfield_schedule.user);
+}
+
+fn stdlib(name: &str, overrides: &[(&str, f64)]) -> Model {
+    use ebmc::front::{compile_str, stdlib_source, CompileOptions};
+    let opts = CompileOptions {
+        overrides: overrides.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+    };
+    let (p, _, d) = compile_str(name, stdlib_source(name).expect("stdlib model"), &opts);
+    assert!(d.iter().all(|d| !d.is_error()), "{d:?}");
+    p.models.last().expect("one model").clone()
+}
+
+/// The issue's acceptance checks, through the parser and the JSON form of `explain`.
+#[test]
+fn stdlib_dbm_and_odd_ising_json() {
+    let m = stdlib("dbm", &[("nv", 6.0), ("n1", 4.0), ("n2", 3.0)]);
+    let s = analyze_ok(&m);
+    let (p, d) = ebmc::derive::derive(&m, &s);
+    assert!(d.is_empty());
+    let j = ebmc::explain::explain_json(&m, &p);
+    assert_eq!(
+        j["blocks"].to_string(),
+        r#"[[{"group":"v","vars":null},{"group":"h2","vars":null}],[{"group":"h1","vars":null}]]"#
+    );
+    let m = stdlib("ising", &[("L", 5.0)]);
+    let s = analyze_ok(&m);
+    assert_eq!(s.schedule.blocks.len(), 3);
+    let (p, _) = ebmc::derive::derive(&m, &s);
+    let j = ebmc::explain::explain_json(&m, &p);
+    let why = j["schedule"].to_string();
+    assert!(
+        why.contains("is a cycle of length 5 (odd), no 2-coloring exists"),
+        "{why}"
+    );
+    let m = stdlib("ising", &[("L", 6.0)]);
+    assert_eq!(analyze_ok(&m).schedule.blocks.len(), 2);
+}

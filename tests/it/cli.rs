@@ -66,6 +66,18 @@ fn explain_dbm_shows_odd_even_blocks_and_json_parses() {
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(&out).expect("valid JSON");
     assert!(v.is_object());
+    let (code, out, err) = ebmc(&["explain", "ising", "--set", "L=8", "--emit", "kernels"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("kernel heatbath_s_color0") && out.contains("vec4 for"),
+        "{out}"
+    );
+    let (code, out, err) = ebmc(&["explain", "ising", "--set", "L=8", "--emit", "clif"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("function") && out.contains("block0"), "{out}");
+    let (code, out, _) = ebmc(&["explain", "rbm", "--emit", "lowered"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("gemm(v, M(t0))"), "{out}");
 }
 
 #[test]
@@ -85,4 +97,94 @@ fn logz_exact_matches_the_library() {
         .unwrap()
         .log_z;
     assert!(out.contains(&format!("log Z = {z:.10}")), "{out} vs {z}");
+}
+
+#[test]
+fn run_trains_samples_evaluates_and_resumes() {
+    let out = std::env::temp_dir().join(format!("ebmc-run-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/digits_rbm.ebm");
+    let o = out.to_str().unwrap();
+    let (code, stdout, err) = ebmc(&["run", file, "--out", o, "--epochs", "2"]);
+    assert_eq!(code, 0, "{err}");
+    for f in [
+        "rbm.ckpt.npz",
+        "rbm.metrics.jsonl",
+        "rbm.metrics.png",
+        "digits_rbm.npz",
+        "rbm.filters.png",
+        "digits_samples.png",
+        "digits_samples.npy",
+        "rbm.eval.digits.json",
+    ] {
+        assert!(out.join(f).exists(), "{f} missing; stdout: {stdout}");
+        assert!(stdout.contains(f), "summary does not name {f}: {stdout}");
+    }
+    let lines = |p: &std::path::Path| std::fs::read_to_string(p).unwrap().lines().count();
+    assert_eq!(lines(&out.join("rbm.metrics.jsonl")), 2);
+    // a resumed run continues after epoch 2 instead of starting again
+    let (code, stdout, err) = ebmc(&["run", file, "--out", o, "--epochs", "3", "--resume"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(stdout.contains("resuming `rbm`"), "{stdout}");
+    assert_eq!(lines(&out.join("rbm.metrics.jsonl")), 3);
+    let eval: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("rbm.eval.digits.json")).unwrap())
+            .unwrap();
+    assert!(eval["pseudo_likelihood"].as_f64().unwrap() < 0.0);
+}
+
+#[test]
+fn run_reports_experiment_mistakes_with_spans() {
+    let dir = std::env::temp_dir().join(format!("ebmc-runbad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("bad_run.ebm");
+    std::fs::write(
+        &path,
+        "use rbm\ndata d = idx(\"nowhere.gz\")\ntrain rbm on dd { epocs = 3 }\n",
+    )
+    .unwrap();
+    let (code, _, err) = ebmc(&["run", path.to_str().unwrap()]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("unknown data `dd`") && err.contains("did you mean `d`?"),
+        "{err}"
+    );
+    assert!(
+        err.contains("unknown setting `epocs`") && err.contains("did you mean `epochs`?"),
+        "{err}"
+    );
+    // a well-formed file whose data file is missing fails at load time with the path
+    std::fs::write(
+        &path,
+        "use rbm\ndata d = idx(\"nowhere.gz\")\ntrain rbm on d { epochs = 1 }\n",
+    )
+    .unwrap();
+    let (code, _, err) = ebmc(&[
+        "run",
+        path.to_str().unwrap(),
+        "--out",
+        dir.join("o").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("nowhere.gz") && err.contains("not found"),
+        "{err}"
+    );
+}
+
+#[test]
+fn demo_matches_exact_enumeration() {
+    let out = std::env::temp_dir().join(format!("ebmc-demo-{}", std::process::id()));
+    let (code, stdout, err) = ebmc(&["demo", "--out", out.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.join("ising.png").exists() && out.join("stats.json").exists());
+    let rows: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(out.join("stats.json")).unwrap()).unwrap();
+    assert_eq!(rows.len(), 6, "{stdout}");
+    for r in rows {
+        // batch-means standard errors; 5 of them is a generous but still meaningful bound
+        let z = (r["gibbs"].as_f64().unwrap() - r["exact"].as_f64().unwrap())
+            / r["se"].as_f64().unwrap();
+        assert!(z.abs() < 5.0, "{r}");
+    }
 }

@@ -261,3 +261,28 @@ fn pathological_inputs_are_diagnosed_not_crashed() {
         }
     }
 }
+
+/// Every stdlib model with every argument set to an extreme value: diagnosed, never a panic.
+#[test]
+fn extreme_overrides_are_diagnosed() {
+    for name in stdlib_names() {
+        let text = stdlib_source(name).expect("listed");
+        let (p, _, d) = compile_str(name, text, &CompileOptions::default());
+        assert!(d.is_empty());
+        let args: Vec<String> = p.models[0].dims.iter().map(|(n, _)| n.clone()).collect();
+        for x in [0.0, -3.0, 2.5, 1e12, f64::MAX, 1.0] {
+            for a in &args {
+                let opts = CompileOptions {
+                    overrides: vec![(a.clone(), x)],
+                };
+                let r = catch_unwind(AssertUnwindSafe(|| compile_str(name, text, &opts)));
+                let (p, sm, d) = r.unwrap_or_else(|_| panic!("{name} with {a}={x} panicked"));
+                assert!(d.iter().all(|d| span_ok(d, &sm)));
+                // a model that still compiles must have valid, positive shapes
+                for m in &p.models {
+                    assert!(m.groups.iter().all(|g| g.shape.iter().all(|&n| n >= 1)));
+                }
+            }
+        }
+    }
+}

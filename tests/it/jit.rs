@@ -23,6 +23,7 @@ use rand::{Rng, SeedableRng};
 const CFG: JitConfig = JitConfig {
     verify: true,
     optimize: true,
+    disasm: false,
 };
 
 fn randn(rng: &mut StdRng, n: usize, scale: f32) -> Vec<f32> {
@@ -188,9 +189,11 @@ fn epilogue_matches_interpreter_and_plain_rust_bitwise() {
 #[test]
 fn epilogue_threads_do_not_change_results() {
     let mut r = StdRng::seed_from_u64(2);
-    let (rows, n) = (100, 500);
+    // large enough that run_par really splits it (work above MIN_PAR_WORK)
+    let (rows, n) = (400, 500);
     let ep = Epilogue::compile(rows, n, EpilogueFamily::Bernoulli).expect("compiles");
     assert!(ep.jit().par_safe(0));
+    assert!(ep.jit().kernel(0).work() > ebmc::jit::MIN_PAR_WORK);
     let mut acc = randn(&mut r, rows * n, 4.0);
     let mut bias = randn(&mut r, n, 1.0);
     let args = RngArgs {
@@ -252,8 +255,7 @@ fn out_of_range_kernels_and_wrong_buffers_are_errors() {
     let mut short = vec![0.0f32; 9];
     let e = jit
         .run(0, &mut [&mut short], RngArgs::default(), None)
-        .err()
-        .expect("size checked");
+        .expect_err("size checked");
     assert!(
         matches!(
             e,
@@ -457,6 +459,7 @@ fn ebmc_test_plan(model: &Model) -> ebmc::derive::Plan {
 }
 
 /// Natural-layout heat-bath half-sweep on the same stream and counters as the JIT kernel.
+#[allow(clippy::too_many_arguments)]
 fn heatbath_reference(
     s: &mut [f32],
     l0: usize,
@@ -561,6 +564,22 @@ fn checkerboard_sweep_matches_plain_rust_and_interpreter() {
         for (ch, s) in refs.iter().enumerate() {
             assert_eq!(&sw.state(ch), s, "chain {ch} of {l0}x{l1} {dom:?}");
         }
+        // batched sweeps on 1, 2 and 3 workers continue the same chains bit for bit
+        let mut again = LatticeSweep::new(&model, g, None, chains, &params).expect("sweep");
+        for (ch, x) in init.iter().enumerate() {
+            again.set_state(ch, x);
+        }
+        for (threads, from, n) in [(2, 0u64, 2usize), (3, 2, 1)] {
+            let args = RngArgs {
+                seed: 21,
+                stream0: 100,
+                step: from,
+            };
+            again.sweeps(n, args, threads).expect("sweeps");
+        }
+        for (ch, s) in refs.iter().enumerate() {
+            assert_eq!(&again.state(ch), s, "batched sweeps, chain {ch}");
+        }
         // the interpreter agrees with the JIT on one colour kernel
         let sh = lattice::lattice_shape(&model, g).expect("lattice");
         let (k, _) = lattice::checkerboard(&model, g, &sh, chains, 1);
@@ -656,4 +675,87 @@ fn lattice_shapes_outside_the_checkerboard_are_reported() {
         .err()
         .expect("same colour");
     assert!(e.to_string().contains("one checkerboard colour"), "{e}");
+}
+
+#[test]
+fn stdlib_ising_compiles_to_a_checkerboard_sweep() {
+    let opts = ebmc::front::CompileOptions {
+        overrides: vec![("L".into(), 8.0)],
+    };
+    let src = ebmc::front::stdlib_source("ising").expect("stdlib ising");
+    let (prog, _, diags) = ebmc::front::compile_str("ising.ebm", src, &opts);
+    assert!(diags.iter().all(|d| !d.is_error()), "{diags:?}");
+    let model = prog.model("ising").expect("model");
+    let plan = ebmc_test_plan(model);
+    let params = Params { values: vec![] };
+    let sh = lattice::lattice_shape(model, GroupId(0)).expect("recognised as a lattice");
+    assert_eq!(
+        (sh.l0, sh.l1, sh.pairs.len(), sh.biases.len()),
+        (8, 8, 2, 0)
+    );
+    let mut sw = LatticeSweep::new(
+        model,
+        GroupId(0),
+        Some(&plan.structure.schedule),
+        2,
+        &params,
+    )
+    .expect("sweep");
+    let (k, _) = lattice::checkerboard(model, GroupId(0), &sh, 2, 0);
+    let text = k.to_string();
+    assert!(text.contains("vec4 for k in 0..4"), "{text}");
+    sw.sweep(RngArgs::default(), 2).expect("sweeps");
+    assert!(sw.state(1).iter().all(|&s| s == 1.0 || s == -1.0));
+}
+
+fn stdlib_model(name: &str, overrides: &[(&str, f64)]) -> Model {
+    let opts = ebmc::front::CompileOptions {
+        overrides: overrides.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+    };
+    let src = ebmc::front::stdlib_source(name).expect("stdlib model");
+    let (prog, _, diags) = ebmc::front::compile_str(&format!("{name}.ebm"), src, &opts);
+    assert!(diags.iter().all(|d| !d.is_error()), "{diags:?}");
+    prog.models.into_iter().next().expect("one model")
+}
+
+#[test]
+fn emit_kernels_and_clif_for_stdlib_models() {
+    use ebmc::jit::emit::{emit, Emit};
+    let ising = stdlib_model("ising", &[("L", 8.0)]);
+    let plan = ebmc_test_plan(&ising);
+    let text = emit(&ising, &plan, 4, Emit::Kernels).expect("emits");
+    assert!(
+        text.contains("kernel heatbath_s_color0") && text.contains("kernel heatbath_s_color1"),
+        "{text}"
+    );
+    let rbm = stdlib_model("rbm", &[("nv", 6.0), ("nh", 5.0)]);
+    let plan = ebmc_test_plan(&rbm);
+    let text = emit(&rbm, &plan, 4, Emit::Kernels).expect("emits");
+    assert!(
+        text.contains("kernel epilogue_bernoulli_v")
+            && text.contains("kernel epilogue_bernoulli_h"),
+        "{text}"
+    );
+    let clif = emit(&rbm, &plan, 4, Emit::Clif).expect("compiles");
+    assert!(
+        clif.contains("; kernel epilogue_bernoulli_h") && clif.contains("f32x4"),
+        "{clif}"
+    );
+}
+
+#[test]
+fn print_epilogue_asm() {
+    if std::env::var("EBMC_PRINT_ASM").is_err() {
+        return;
+    }
+    let k = epilogue(4, 8, EpilogueFamily::Bernoulli);
+    let jit = JitModule::compile(
+        &[k],
+        JitConfig {
+            disasm: true,
+            ..CFG
+        },
+    )
+    .expect("compiles");
+    eprintln!("{}", jit.asm(0).expect("listing"));
 }

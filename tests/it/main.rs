@@ -4,6 +4,7 @@ mod ais;
 mod analysis;
 mod cli;
 mod derive;
+mod enumerate;
 mod exact;
 mod exec;
 mod front;

@@ -1,0 +1,180 @@
+#!/usr/bin/env python3
+"""ebmc's JIT against the alternatives a user would pick, on this machine, in one go.
+
+Runs `cargo bench --bench jit` (ebmc JIT kernels and a plain Rust loop), then hand-written
+numpy and PyTorch CPU versions of the same work at 1 and 2 threads, and prints ratios:
+
+- ising: 2-D Ising 512x512 heat-bath checkerboard sweeps, spin updates / ns;
+- epilogue: sigmoid(acc + bias) + Bernoulli draw over [100, 500], elements / ns;
+- rbm: CD-1 on a 784x500 binary RBM, mini-batch 100, MNIST-like density, examples / s.
+
+Usage: python3 bench/compare.py [--skip-cargo] [--json bench/results.json]
+Each peer runs in its own subprocess with OMP/OPENBLAS/MKL thread counts set, and with
+OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE unset (they slow a current numpy on this machine).
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+PEER = r'''
+import json, sys, time
+import numpy as np
+kind, lib, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
+if lib == "torch":
+    import torch
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+
+def best(reps, f):
+    t = float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter(); f(); t = min(t, time.perf_counter() - t0)
+    return t
+
+out = {}
+if kind == "ising":
+    L, sweeps, beta = 512, 20, 0.44
+    ii, jj = np.meshgrid(np.arange(L), np.arange(L), indexing="ij")
+    if lib == "numpy":
+        rng = np.random.default_rng(0)
+        s = np.ones((L, L), np.float32)
+        masks = [((ii + jj) % 2 == c) for c in (0, 1)]
+        def run():
+            global s
+            for _ in range(sweeps):
+                for m in masks:
+                    nb = np.roll(s, 1, 0) + np.roll(s, -1, 0) + np.roll(s, 1, 1) + np.roll(s, -1, 1)
+                    p = 1.0 / (1.0 + np.exp(np.float32(-2 * beta) * nb))
+                    u = rng.random((L, L), dtype=np.float32)
+                    s = np.where(m, np.where(u < p, np.float32(1), np.float32(-1)), s)
+    else:
+        s = torch.ones((L, L))
+        masks = [torch.from_numpy((ii + jj) % 2 == c) for c in (0, 1)]
+        def run():
+            global s
+            with torch.no_grad():
+                for _ in range(sweeps):
+                    for m in masks:
+                        nb = torch.roll(s, 1, 0) + torch.roll(s, -1, 0) + torch.roll(s, 1, 1) + torch.roll(s, -1, 1)
+                        p = torch.sigmoid(2 * beta * nb)
+                        new = torch.where(torch.rand(L, L) < p, 1.0, -1.0)
+                        s = torch.where(m, new, s)
+    t = best(3, run)
+    out["value"], out["unit"] = L * L * sweeps / t / 1e9, "updates/ns"
+elif kind == "epilogue":
+    rows, n, reps = 100, 500, 200
+    rng = np.random.default_rng(0)
+    acc = (rng.random((rows, n), dtype=np.float32) * 8 - 4)
+    bias = (rng.random(n, dtype=np.float32) - 0.5)
+    if lib == "numpy":
+        def run():
+            for _ in range(reps):
+                p = 1.0 / (1.0 + np.exp(-(acc + bias)))
+                x = (rng.random((rows, n), dtype=np.float32) < p).astype(np.float32)
+    else:
+        a, b = torch.from_numpy(acc), torch.from_numpy(bias)
+        def run():
+            with torch.no_grad():
+                for _ in range(reps):
+                    p = torch.sigmoid(a + b)
+                    x = torch.bernoulli(p)
+    t = best(5, run)
+    out["value"], out["unit"] = rows * n * reps / t / 1e9, "elems/ns"
+elif kind == "rbm":
+    nv, nh, bsz, batches, lr = 784, 500, 100, 20, 0.05
+    rng = np.random.default_rng(0)
+    data = [(rng.random((bsz, nv)) < 0.13).astype(np.float32) for _ in range(batches)]
+    if lib == "numpy":
+        W = ((rng.random((nv, nh)) - 0.5) * 0.02).astype(np.float32)
+        a = np.full(nv, -1.9, np.float32); b = np.zeros(nh, np.float32)
+        sig = lambda z: 1.0 / (1.0 + np.exp(-z))
+        def run():
+            global W, a, b
+            for v0 in data:
+                h0p = sig(v0 @ W + b); h0 = (rng.random(h0p.shape, dtype=np.float32) < h0p).astype(np.float32)
+                v1p = sig(h0 @ W.T + a); v1 = (rng.random(v1p.shape, dtype=np.float32) < v1p).astype(np.float32)
+                h1p = sig(v1 @ W + b)
+                s = np.float32(lr / bsz)
+                W += s * (v0.T @ h0p - v1.T @ h1p)
+                b += s * (h0p.sum(0) - h1p.sum(0)); a += s * (v0.sum(0) - v1.sum(0))
+    else:
+        W = ((torch.rand(nv, nh) - 0.5) * 0.02); a = torch.full((nv,), -1.9); b = torch.zeros(nh)
+        tdata = [torch.from_numpy(d) for d in data]
+        def run():
+            with torch.no_grad():
+                for v0 in tdata:
+                    h0p = torch.sigmoid(v0 @ W + b); h0 = torch.bernoulli(h0p)
+                    v1p = torch.sigmoid(h0 @ W.T + a); v1 = torch.bernoulli(v1p)
+                    h1p = torch.sigmoid(v1 @ W + b)
+                    s = lr / bsz
+                    W.add_(s * (v0.T @ h0p - v1.T @ h1p))
+                    b.add_(s * (h0p.sum(0) - h1p.sum(0))); a.add_(s * (v0.sum(0) - v1.sum(0)))
+    t = best(3, run)
+    out["value"], out["unit"] = bsz * batches / t, "examples/s"
+print(json.dumps(out))
+'''
+
+
+def run_peer(kind, lib, threads):
+    env = dict(os.environ)
+    for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
+        env.pop(k, None)
+    for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        env[k] = str(threads)
+    r = subprocess.run([sys.executable, "-c", PEER, kind, lib, str(threads)],
+                       capture_output=True, text=True, env=env)
+    if r.returncode != 0:
+        return None, r.stderr.strip().splitlines()[-1] if r.stderr.strip() else "failed"
+    return json.loads(r.stdout.strip().splitlines()[-1]), None
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--skip-cargo", action="store_true")
+    ap.add_argument("--json", default="bench/results.json")
+    args = ap.parse_args()
+    results = {}
+    if not args.skip_cargo:
+        r = subprocess.run(["cargo", "bench", "--bench", "jit"], capture_output=True, text=True)
+        sys.stderr.write(r.stderr[-2000:] if r.returncode else "")
+        for line in r.stdout.splitlines():
+            if line.startswith("BENCH "):
+                b = json.loads(line[6:])
+                results[b["name"]] = (b["value"], b["unit"])
+    have_torch = subprocess.run([sys.executable, "-c", "import torch"], capture_output=True).returncode == 0
+    for kind in ("ising", "epilogue", "rbm"):
+        for lib in ("numpy", "torch"):
+            if lib == "torch" and not have_torch:
+                print(f"torch not installed: skipping {kind}/torch")
+                continue
+            for threads in (1, 2):
+                v, err = run_peer(kind, lib, threads)
+                name = {"ising": "ising512", "epilogue": "epilogue100x500", "rbm": "rbm784x500_cd1"}[kind]
+                if v is None:
+                    print(f"{name}/{lib}/threads={threads}: {err}")
+                    continue
+                results[f"{name}/{lib}/threads={threads}"] = (v["value"], v["unit"])
+    print(f"\n{'benchmark':<60} {'value':>12}  unit")
+    for k in sorted(results):
+        v, u = results[k]
+        print(f"{k:<60} {v:>12.4f}  {u}")
+    # ratios: every ebmc JIT entry against every peer of the same benchmark
+    print("\nratios (ebmc JIT / peer, higher is better for ebmc):")
+    for k, (v, u) in sorted(results.items()):
+        if "/jit" not in k and "jit_epilogue" not in k:
+            continue
+        bench = k.split("/")[0]
+        for p, (pv, pu) in sorted(results.items()):
+            if p.split("/")[0] == bench and p != k and "jit" not in p and pv > 0:
+                print(f"  {k:<58} / {p:<45} = {v / pv:6.2f}x")
+    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    with open(args.json, "w") as f:
+        json.dump({"date": stamp, "results": {k: {"value": v, "unit": u} for k, (v, u) in results.items()}}, f, indent=1, sort_keys=True)
+    print(f"\nwritten {args.json} ({stamp})")
+
+
+if __name__ == "__main__":
+    main()
