@@ -3,6 +3,7 @@
 use super::compile::compile;
 use super::{CliError, CliResult, ModelArgs};
 use crate::exact::Joint;
+use crate::ir::Domain;
 
 pub fn logz(args: &ModelArgs, exact: bool, marginals: bool, seed: u64) -> CliResult {
     if !exact {
@@ -12,6 +13,15 @@ pub fn logz(args: &ModelArgs, exact: bool, marginals: bool, seed: u64) -> CliRes
     }
     let c = compile(args)?;
     let params = c.model.init_params(seed, None);
+    if c.model.groups.iter().any(|g| g.domain == Domain::Real) {
+        // real groups are integrated in closed form for every discrete state
+        let lz = crate::exact::likelihood::log_z(&c.model, &params)?;
+        if marginals {
+            return Err(CliError::new("`--marginals` needs a fully discrete model"));
+        }
+        println!("log Z = {lz:.10}  (discrete states enumerated, real groups integrated; parameter seed {seed})");
+        return Ok(());
+    }
     let joint = Joint::new(&c.model, &params)?;
     println!(
         "log Z = {:.10}  ({} joint states enumerated, parameter seed {seed})",

@@ -97,6 +97,10 @@ fn logz_exact_matches_the_library() {
         .unwrap()
         .log_z;
     assert!(out.contains(&format!("log Z = {z:.10}")), "{out} vs {z}");
+    // real units are integrated, not refused
+    let (code, out, err) = ebmc(&["logz", "grbm", "--exact", "--set", "nv=3", "--set", "nh=4"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("real groups integrated"), "{out}");
 }
 
 #[test]
