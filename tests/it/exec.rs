@@ -438,35 +438,7 @@ pub fn two_blocks(model: &Model, a: &[&str]) -> Schedule {
     }
 }
 
-// ---------------------------------------------------------------- random states
-
-pub fn random_state(model: &Model, rng: &mut StdRng) -> State {
-    State {
-        values: model
-            .groups
-            .iter()
-            .map(|g| match g.domain {
-                Domain::Binary => (0..g.n_elems())
-                    .map(|_| rng.random_range(0..2) as f64)
-                    .collect(),
-                Domain::Spin => (0..g.n_elems())
-                    .map(|_| if rng.random::<bool>() { 1.0 } else { -1.0 })
-                    .collect(),
-                Domain::Real => (0..g.n_elems())
-                    .map(|_| 2.0 * rng.random::<f64>() - 1.0)
-                    .collect(),
-                Domain::Categorical => {
-                    let k = g.n_states();
-                    let mut x = vec![0.0; g.n_elems()];
-                    for var in 0..g.n_vars() {
-                        x[var * k + rng.random_range(0..k)] = 1.0;
-                    }
-                    x
-                }
-            })
-            .collect(),
-    }
-}
+use ebmc::testgen::random_state;
 
 pub fn to_batch(model: &Model, states: &[State]) -> Batch {
     Batch {
