@@ -196,7 +196,11 @@ impl Run {
             );
             let epoch = st.epoch as u64;
             trainer.restore(st);
-            MetricsLog::resume(&log_path, epoch)?
+            match epoch.checked_sub(1) {
+                // the checkpoint counts completed epochs; log records are numbered from 0
+                Some(last) => MetricsLog::resume(&log_path, last)?,
+                None => MetricsLog::create(&log_path)?,
+            }
         } else {
             MetricsLog::create(&log_path)?
         };

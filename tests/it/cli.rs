@@ -192,3 +192,72 @@ fn demo_matches_exact_enumeration() {
         assert!(z.abs() < 5.0, "{r}");
     }
 }
+
+#[test]
+fn a_killed_run_resumes_to_the_same_parameters() {
+    let dir = std::env::temp_dir().join(format!("ebmc-kill-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let data = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/data/sklearn_digits/digits.csv.gz"
+    );
+    let file = dir.join("slow.ebm");
+    // small batches make epochs slow enough to be interrupted
+    std::fs::write(
+        &file,
+        format!(
+            "use rbm\ndata d = csv(\"{data}\", label = \"last\") / 16 |> binarize(\"once\", seed = 1)\n\
+             train rbm(nv = 64, nh = 300) on d {{ method = cd(k = 1) batch = 2 epochs = 12 lr = 0.01 seed = 3 save = \"final.npz\" }}\n"
+        ),
+    )
+    .unwrap();
+    let (a, b) = (dir.join("a"), dir.join("b"));
+    let (code, _, err) = ebmc(&["run", file.to_str().unwrap(), "--out", a.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ebmc"))
+        .args(["run", file.to_str().unwrap(), "--out", b.to_str().unwrap()])
+        .env("EBMC_NO_PROGRESS", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let log = b.join("rbm.metrics.jsonl");
+    let t0 = std::time::Instant::now();
+    loop {
+        let done = std::fs::read_to_string(&log).map_or(0, |s| s.lines().count());
+        if done >= 2 || t0.elapsed().as_secs() > 120 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let still_running = child.try_wait().unwrap().is_none();
+    child.kill().ok();
+    child.wait().unwrap();
+    assert!(
+        still_running,
+        "the run finished before it could be killed; make epochs slower"
+    );
+    assert!(!b.join("final.npz").exists());
+
+    let (code, out, err) = ebmc(&[
+        "run",
+        file.to_str().unwrap(),
+        "--out",
+        b.to_str().unwrap(),
+        "--resume",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("resuming `rbm`"), "{out}");
+    let load = |p: std::path::PathBuf| ebmc::runtime::checkpoint::Checkpoint::load(&p).unwrap();
+    let (ca, cb) = (load(a.join("final.npz")), load(b.join("final.npz")));
+    for name in ["W", "a", "b"] {
+        assert_eq!(
+            ca.get(name).unwrap().to_f64(),
+            cb.get(name).unwrap().to_f64(),
+            "{name} differs after resume"
+        );
+    }
+    assert_eq!(std::fs::read_to_string(&log).unwrap().lines().count(), 12);
+}
