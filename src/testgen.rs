@@ -25,18 +25,7 @@ pub struct Builder {
 impl Builder {
     pub fn new(name: &str) -> Self {
         Builder {
-            model: Model {
-                name: name.to_string(),
-                doc: String::new(),
-                dims: vec![],
-                groups: vec![],
-                params: vec![],
-                terms: vec![],
-                lognorms: vec![],
-                directed: vec![],
-                schedules: vec![],
-                span: Span::default(),
-            },
+            model: Model::empty(name, Span::default()),
             params: Params { values: vec![] },
         }
     }

@@ -324,6 +324,21 @@ pub struct Model {
 }
 
 impl Model {
+    /// A model with nothing declared yet, for builders (sema, test generators).
+    pub fn empty(name: impl Into<String>, span: Span) -> Model {
+        Model {
+            name: name.into(),
+            doc: String::new(),
+            dims: vec![],
+            groups: vec![],
+            params: vec![],
+            terms: vec![],
+            lognorms: vec![],
+            directed: vec![],
+            schedules: vec![],
+            span,
+        }
+    }
     pub fn group(&self, id: GroupId) -> &Group {
         &self.groups[id.idx()]
     }

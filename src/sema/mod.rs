@@ -49,16 +49,8 @@ pub struct Checked {
 pub fn check_model(input: &ModelInput, sources: &SourceMap) -> Checked {
     let mut cx = decl::Cx {
         model: Model {
-            name: input.name.clone(),
             doc: input.doc.clone(),
-            dims: vec![],
-            groups: vec![],
-            params: vec![],
-            terms: vec![],
-            lognorms: vec![],
-            directed: vec![],
-            schedules: vec![],
-            span: input.def.span,
+            ..Model::empty(input.name.clone(), input.def.span)
         },
         scope: Scope::default(),
         diags: vec![],

@@ -57,18 +57,7 @@ pub fn neg(c: Coef) -> Coef {
 impl B {
     pub fn new(name: &str, seed: u64) -> Self {
         B {
-            m: Model {
-                name: name.into(),
-                doc: String::new(),
-                dims: vec![],
-                groups: vec![],
-                params: vec![],
-                terms: vec![],
-                lognorms: vec![],
-                directed: vec![],
-                schedules: vec![],
-                span: Span::default(),
-            },
+            m: Model::empty(name, Span::default()),
             p: Params { values: vec![] },
             rng: StdRng::seed_from_u64(seed),
         }
