@@ -11,6 +11,7 @@ mod front;
 mod fuzz;
 mod interp;
 mod jit;
+mod jitdiff;
 mod props;
 mod runtime;
 mod train;
