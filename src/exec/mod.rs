@@ -2,18 +2,24 @@
 //! energies and gradient statistics on mini-batches, in f32, driven by a lowered model and its
 //! derived `Plan` (never by per-model code).
 //!
+//! Two back ends (`Backend`): generated kernels per group where `jit::Route` allows (the
+//! default), or plain Rust (`--backend interp`).
+//!
 //! Invariant: every quantity equals the Plan's definition (checked against `ir::eval` and the
-//! oracle in `tests/it/exec.rs`) up to f32 rounding; randomness is drawn from one stream per
-//! batch row, in a fixed order, so results do not depend on threading.
+//! oracle in `tests/it/exec.rs`, `tests/it/jitdiff.rs`) up to f32 rounding; randomness is
+//! drawn from one counter-based stream per batch row, in a fixed order, so results do not
+//! depend on threading, and both back ends draw the same numbers.
 
 mod family;
 mod field;
+pub mod jit;
 pub mod rng;
 mod stats;
 mod sweep;
 
 pub use family::{log_partition, mean_of, sample_from_moments, sample_into};
 pub use field::Fields;
+pub use jit::{default_backend, set_default_backend, Backend, Route};
 pub use rng::{Rng, Rngs};
 pub use sweep::Temper;
 
@@ -82,6 +88,9 @@ pub struct Exec<'m> {
     pub lowered: Lowered,
     params: Params,
     tables: Tables,
+    backend: Backend,
+    threads: usize,
+    jit: jit::JitState,
 }
 
 impl<'m> Exec<'m> {
@@ -100,13 +109,19 @@ impl<'m> Exec<'m> {
         }
         let lowered = lower(model);
         let tables = build_tables(&lowered, params);
-        Ok(Exec {
+        let jit = jit::JitState::new(model, plan, &lowered);
+        let mut ex = Exec {
             model,
             plan,
             lowered,
             params: params.clone(),
             tables,
-        })
+            backend: default_backend(),
+            threads: jit::default_threads(),
+            jit,
+        };
+        ex.rebuild_jit_tables();
+        Ok(ex)
     }
 
     pub fn params(&self) -> &Params {
@@ -117,6 +132,7 @@ impl<'m> Exec<'m> {
     pub fn set_params(&mut self, params: &Params) {
         self.params = params.clone();
         self.tables = build_tables(&self.lowered, params);
+        self.rebuild_jit_tables();
     }
 
     pub fn family(&self, g: GroupId) -> Family {

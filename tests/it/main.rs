@@ -11,6 +11,7 @@ mod front;
 mod fuzz;
 mod interp;
 mod jit;
+mod jitdiff;
 mod mlp;
 mod props;
 mod runtime;
