@@ -7,6 +7,14 @@ use ebmc::mlp::{Mlp, SgdConfig, Trainer};
 use ndarray::s;
 use std::time::Instant;
 
+/// Seconds this process has been on a CPU (Linux `/proc/self/schedstat`): the machine is
+/// shared, so wall time alone overstates the cost. `None` elsewhere.
+fn cpu_seconds() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/schedstat").ok()?;
+    let ns: f64 = s.split_whitespace().next()?.parse().ok()?;
+    Some(ns * 1e-9)
+}
+
 fn main() {
     let n: usize = std::env::args()
         .nth(1)
@@ -30,24 +38,28 @@ fn main() {
         ..SgdConfig::default()
     };
     let mut tr = Trainer::new(net, cfg).expect("valid config");
-    let t = Instant::now();
+    let (t, c) = (Instant::now(), cpu_seconds());
     let rep = tr
         .train_epoch(x.view(), y, &mut |_| {})
         .expect("training runs");
     let dt = t.elapsed().as_secs_f64();
+    let cpu = cpu_seconds().zip(c).map_or(f64::NAN, |(b, a)| b - a);
     println!(
-        "train: {n} examples in {dt:.2} s = {:.0} ex/s (loss {:.4}, running error {:.4})",
+        "train [{}]: {n} examples in {dt:.2} s wall = {:.0} ex/s; {cpu:.2} s on CPU = {:.0} ex/s (loss {:.4}, running error {:.4})",
+        ebmc::mlp::gemm::backend(),
         n as f64 / dt,
+        n as f64 / cpu,
         rep.loss,
         rep.error
     );
-    let t = Instant::now();
+    let (t, c) = (Instant::now(), cpu_seconds());
     let m = tr.net().evaluate(xt.view(), &yt).expect("evaluation runs");
     let dt = t.elapsed().as_secs_f64();
+    let cpu = cpu_seconds().zip(c).map_or(f64::NAN, |(b, a)| b - a);
     println!(
-        "eval: {} examples in {dt:.2} s = {:.0} ex/s (test error {:.4}, cross-entropy {:.4})",
+        "eval: {} examples in {dt:.2} s wall, {cpu:.2} s on CPU = {:.0} ex/s (test error {:.4}, cross-entropy {:.4})",
         m.n,
-        m.n as f64 / dt,
+        m.n as f64 / cpu,
         m.error,
         m.cross_entropy
     );
