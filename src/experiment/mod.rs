@@ -56,6 +56,8 @@ pub struct DataSpec {
     pub divide_by: f32,
     pub binarize: Binarize,
     pub take: Option<usize>,
+    /// examples dropped from the front (before `take`): `|> skip(50000)` holds out the rest
+    pub skip: usize,
     /// each example's columns repeated this many times, after binarization (data for a
     /// model with tied copies of its visible units, as in DBM pretraining)
     pub tile: usize,
@@ -574,6 +576,7 @@ fn plain(source: Source, span: Span) -> DataSpec {
         divide_by: 1.0,
         binarize: Binarize::None,
         take: None,
+        skip: 0,
         tile: 1,
         span,
     }
@@ -671,6 +674,7 @@ fn transform(spec: &mut DataSpec, st: &Expr, diags: &mut Vec<Diagnostic>) {
             };
         }
         "take" => spec.take = a.count(0, "n"),
+        "skip" => spec.skip = a.count(0, "n").unwrap_or(0),
         "tile" => spec.tile = a.count(0, "k").unwrap_or(1).max(1),
         other => diags.push(
             Diagnostic::error(
@@ -678,7 +682,7 @@ fn transform(spec: &mut DataSpec, st: &Expr, diags: &mut Vec<Diagnostic>) {
                 c.func.span,
                 format!("unknown data transform `{other}`"),
             )
-            .with_hint("use binarize(..), take(n) or tile(k)"),
+            .with_hint("use binarize(..), skip(n), take(n) or tile(k)"),
         ),
     }
     diags.extend(a.finish());

@@ -206,3 +206,92 @@ fn composition_errors_are_clear() {
         assert!(!err.contains("panicked"), "{tag}: {err}");
     }
 }
+
+fn digits() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples/data/sklearn_digits/digits.csv.gz")
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// A DBN stack and a DBM on the 8x8 digits, fine-tuned into classifiers; `stop` epochs of
+/// fine-tuning, written to `out`.
+fn finetune_file(dir: &Path, stop: usize) -> PathBuf {
+    let file = dir.join(format!("ft{stop}.ebm"));
+    std::fs::write(
+        &file,
+        format!(
+            r#"use rbm
+use dbm
+data all = csv("{}", label = "last") / 16
+data train = all |> take(1500)
+data test = all |> skip(1500)
+model r1 = rbm(nv = 64, nh = 48)
+model r2 = rbm(nv = 48, nh = 32)
+train r1 on train {{ method = cd(k = 1), batch = 20, epochs = 5, lr = 0.05, seed = 1 }}
+data f1 = features(r1, train)
+train r2 on f1 {{ method = cd(k = 1), batch = 20, epochs = 5, lr = 0.05, seed = 2 }}
+finetune r1 -> r2 on train {{ test = test, epochs = {stop}, batch = 10, lr = 0.3, seed = 5, save = "dbn_mlp.npz" }}
+model d = dbm(nv = 64, n1 = 48, n2 = 32)
+train d on train {{ epochs = 1, batch = 20, lr = 0.01, init = params(W1 = r1.W, W2 = r2.W, a = r1.a, b1 = r1.b, b2 = r2.b) }}
+finetune d on train {{ test = test, epochs = 6, batch = 10, lr = 0.3 }}
+"#,
+            digits()
+        ),
+    )
+    .unwrap();
+    file
+}
+
+#[test]
+fn finetune_classifies_and_resumes_bit_identically() {
+    let dir = std::env::temp_dir().join(format!("ebmc-compose-ft-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // straight: 6 epochs; interrupted: 3 epochs, then the 6-epoch file with --resume
+    let straight = dir.join("straight");
+    let f6 = finetune_file(&dir, 6);
+    let (code, out, err) = ebmc(&[
+        "run",
+        f6.to_str().unwrap(),
+        "--out",
+        straight.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("DBM: input [v, q(h2|v)]"), "{out}");
+    let eval: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(straight.join("finetune_r1_r2.eval.json")).unwrap(),
+    )
+    .unwrap();
+    let test_error = eval["test_error"].as_f64().unwrap();
+    // 10 classes: chance is 90 % error; 6 epochs of fine-tuning get well below it
+    assert!(test_error < 0.5, "DBN test error {test_error}");
+    let dbm_eval: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(straight.join("finetune_d.eval.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(dbm_eval["test_error"].as_f64().unwrap() < 0.5, "{dbm_eval}");
+
+    let resumed = dir.join("resumed");
+    let f3 = finetune_file(&dir, 3);
+    let (code, out, err) = ebmc(&[
+        "run",
+        f3.to_str().unwrap(),
+        "--out",
+        resumed.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let (code, out, err) = ebmc(&[
+        "run",
+        f6.to_str().unwrap(),
+        "--out",
+        resumed.to_str().unwrap(),
+        "--resume",
+    ]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("resuming `finetune_r1_r2`"), "{out}");
+    for name in ["w.0", "w.1", "w.2", "b.2", "velocity.w.0"] {
+        let a = param(&straight.join("dbn_mlp.npz"), name);
+        let b = param(&resumed.join("dbn_mlp.npz"), name);
+        assert_eq!(a, b, "`{name}` differs after resume");
+    }
+}

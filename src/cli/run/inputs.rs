@@ -163,8 +163,12 @@ impl Run {
         if spec.divide_by != 1.0 {
             d.scale(spec.divide_by);
         }
-        if let Some(n) = spec.take {
-            let idx: Vec<usize> = (0..n.min(d.n_examples())).collect();
+        if spec.skip > 0 || spec.take.is_some() {
+            let start = spec.skip.min(d.n_examples());
+            let end = spec
+                .take
+                .map_or(d.n_examples(), |n| (start + n).min(d.n_examples()));
+            let idx: Vec<usize> = (start..end).collect();
             d = d.select(&idx);
         }
         Ok(d)

@@ -19,6 +19,7 @@ use crate::train::{EpochMetrics, Observer, TrainState, Trainer};
 use inputs::{data_means, visible_matrices};
 use ndarray::{s, Array2};
 
+mod finetune;
 mod inputs;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -373,10 +374,6 @@ impl Run {
         write_png_grid(&path, filters.view(), &opts)?;
         self.written.record(&path);
         Ok(())
-    }
-
-    fn finetune(&mut self, _ex: &Experiment, _f: &crate::experiment::FinetuneSpec) -> CliResult {
-        todo!("finetune runner")
     }
 
     fn sample(&mut self, ex: &Experiment, s: &SampleSpec) -> CliResult {
