@@ -3,6 +3,7 @@
 mod ais;
 mod analysis;
 mod cli;
+mod compose;
 mod derive;
 mod enumerate;
 mod exact;
