@@ -3,6 +3,7 @@
 mod ais;
 mod analysis;
 mod cli;
+mod compose;
 mod derive;
 mod enumerate;
 mod exact;
@@ -12,6 +13,7 @@ mod fuzz;
 mod interp;
 mod jit;
 mod jitdiff;
+mod mlp;
 mod props;
 mod runtime;
 mod train;
