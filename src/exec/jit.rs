@@ -16,6 +16,7 @@
 //! batches carrying second moments take `RustField`'s path. A kernel that fails to compile
 //! is recorded (`Exec::jit_errors`) and that call falls back to the Rust sampler.
 
+use super::dense;
 use super::family::{mean_of, sample_into};
 use super::{Batch, Exec, Fields, Rngs, Temper};
 use crate::derive::plan::Family;
@@ -313,14 +314,26 @@ impl Exec<'_> {
                         unreachable!("DenseA points at a dense term")
                     };
                     let mat = self.tables.mats[*term].as_ref().expect("dense table");
-                    ndarray::linalg::general_mat_mul(-1.0, &b.x[gb.idx()], &mat.t(), 1.0, &mut acc);
+                    dense::acc_xm(
+                        -1.0,
+                        &b.x[gb.idx()].view(),
+                        &mat.t(),
+                        &mut acc,
+                        self.threads,
+                    );
                 }
                 FieldOp::DenseB { term } => {
                     let TermKind::Dense { ga, .. } = self.lowered.terms[*term].kind else {
                         unreachable!("DenseB points at a dense term")
                     };
                     let mat = self.tables.mats[*term].as_ref().expect("dense table");
-                    ndarray::linalg::general_mat_mul(-1.0, &b.x[ga.idx()], mat, 1.0, &mut acc);
+                    dense::acc_xm(
+                        -1.0,
+                        &b.x[ga.idx()].view(),
+                        &mat.view(),
+                        &mut acc,
+                        self.threads,
+                    );
                 }
                 FieldOp::Bias { .. } => {}
                 FieldOp::Generic { .. } => unreachable!("Dense route has no generic terms"),
@@ -533,6 +546,131 @@ impl Exec<'_> {
                 (p, None)
             }
         }
+    }
+}
+
+impl Exec<'_> {
+    /// `mean(acc + bias)` by the generated mean kernel.
+    fn run_mean(&self, spin: bool, acc: &Array2<f32>, bias: &[f32]) -> Option<Array2<f32>> {
+        let (m, n) = acc.dim();
+        let module = self.module(KernelKey::Mean { spin, rows: m, n })?;
+        let mut p = Array2::<f32>::zeros((m, n));
+        module
+            .0
+            .run_args(
+                0,
+                &mut [
+                    Arg::In(acc.as_slice().expect("standard layout")),
+                    Arg::In(bias),
+                    Arg::Out(p.as_slice_mut().expect("standard layout")),
+                ],
+                RngArgs::default(),
+                self.threads,
+            )
+            .expect("mean buffers match their declaration");
+        Some(p)
+    }
+
+    /// `acc += -X_o M` for the dense terms of `g` whose other group `o` satisfies `pick(o)`.
+    fn dense_part(
+        &self,
+        g: GroupId,
+        b: &Batch,
+        acc: &mut Array2<f32>,
+        pick: &dyn Fn(GroupId) -> bool,
+    ) {
+        for op in &self.lowered.fields[g.idx()] {
+            let (term, other, transposed) = match op {
+                FieldOp::DenseA { term } => match self.lowered.terms[*term].kind {
+                    TermKind::Dense { gb, .. } => (*term, gb, true),
+                    _ => unreachable!("DenseA points at a dense term"),
+                },
+                FieldOp::DenseB { term } => match self.lowered.terms[*term].kind {
+                    TermKind::Dense { ga, .. } => (*term, ga, false),
+                    _ => unreachable!("DenseB points at a dense term"),
+                },
+                _ => continue,
+            };
+            if !pick(other) {
+                continue;
+            }
+            let mat = self.tables.mats[term].as_ref().expect("dense table");
+            let mv = if transposed { mat.t() } else { mat.view() };
+            dense::acc_xm(-1.0, &b.x[other.idx()].view(), &mv, acc, self.threads);
+        }
+    }
+
+    /// Mean field when every block member is a whole `Dense`-route binary/spin group: the
+    /// clamped groups' contribution to each field is computed once (a sum of selected rows
+    /// for binary data), each iteration adds only the contractions with updated groups and
+    /// runs the generated mean kernel. `None` when the shape does not fit (the caller then
+    /// runs the general loop). Same updates, order and stopping rule as `Exec::mean_field`.
+    pub(super) fn mean_field_dense(&self, b: &mut Batch) -> Option<usize> {
+        let mf = &self.plan.meanfield;
+        if self.backend != Backend::Jit || mf.needs_second_moments {
+            return None;
+        }
+        let mut hidden: Vec<GroupId> = Vec::new();
+        for bl in &mf.blocks {
+            for mb in &bl.members {
+                let fam = self.family(mb.group);
+                if mb.elems.is_some()
+                    || self.jit.routes[mb.group.idx()] != Route::Dense
+                    || epi_family(fam).is_none()
+                    || hidden.contains(&mb.group)
+                {
+                    return None;
+                }
+                hidden.push(mb.group);
+            }
+        }
+        let m = b.rows();
+        let is_hidden = |g: GroupId| hidden.contains(&g);
+        let mut base = Vec::with_capacity(hidden.len());
+        for &g in &hidden {
+            let n = self.lowered.sizes[g.idx()].0;
+            let mut acc = Array2::<f32>::zeros((m, n));
+            self.dense_part(g, b, &mut acc, &|o| !is_hidden(o));
+            base.push(acc);
+            let init = if self.family(g) == Family::Spin {
+                0.0
+            } else {
+                0.5
+            };
+            b.x[g.idx()] = Array2::from_elem((m, n), init);
+            b.sq[g.idx()] = None;
+        }
+        let damping = mf.damping as f32;
+        for it in 0..mf.iters {
+            let mut change = 0.0f32;
+            for bl in &mf.blocks {
+                let mut news = Vec::with_capacity(bl.members.len());
+                for mb in &bl.members {
+                    let g = mb.group;
+                    let k = hidden.iter().position(|&h| h == g).expect("a member");
+                    let mut acc = base[k].clone();
+                    self.dense_part(g, b, &mut acc, &is_hidden);
+                    let spin = self.family(g) == Family::Spin;
+                    news.push(self.run_mean(spin, &acc, &self.jit.neg_bias[g.idx()])?);
+                }
+                for (mb, new) in bl.members.iter().zip(news) {
+                    let old = &mut b.x[mb.group.idx()];
+                    let (o, nw) = (
+                        old.as_slice_mut().expect("standard layout"),
+                        new.as_slice().expect("standard layout"),
+                    );
+                    for (x, &y) in o.iter_mut().zip(nw) {
+                        let nv = damping * *x + (1.0 - damping) * y;
+                        change = change.max((nv - *x).abs());
+                        *x = nv;
+                    }
+                }
+            }
+            if (change as f64) < mf.tol {
+                return Some(it + 1);
+            }
+        }
+        Some(mf.iters)
     }
 }
 

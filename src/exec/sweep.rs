@@ -100,6 +100,9 @@ impl Exec<'_> {
     /// following `plan.meanfield` (blocks, damping, iteration cap, tolerance). Returns the
     /// number of iterations run. Hidden groups start at their zero-field means.
     pub fn mean_field(&self, b: &mut Batch) -> usize {
+        if let Some(n) = self.mean_field_dense(b) {
+            return n;
+        }
         let mf = &self.plan.meanfield;
         let mut hidden: Vec<GroupId> = mf
             .blocks

@@ -487,3 +487,76 @@ fn jit_results_do_not_depend_on_threads() {
     let total: usize = one.x.iter().map(|a| a.len()).sum();
     assert!(differ * 100 < total, "{differ} of {total} differ");
 }
+
+/// Selected-rows sums (sparse 0/1 operands) against dense products, at 1 and 2 threads, and
+/// the switch back to the GEMM for dense or non-binary operands.
+#[test]
+fn selected_rows_match_dense_products() {
+    use ebmc::exec::dense::{acc_xm, acc_xty, active_rows};
+    use ndarray::Array2;
+    let mut rng = StdRng::seed_from_u64(4);
+    // 64 x 700 x 300: above the threads' minimum work
+    let (m, k, n) = (64, 700, 300);
+    for density in [0.05, 0.13, 0.6] {
+        let x = Array2::from_shape_fn((m, k), |_| (rng.random::<f64>() < density) as u8 as f32);
+        assert_eq!(active_rows(&x.view()).is_some(), density < 0.3);
+        let w = Array2::from_shape_fn((k, n), |_| rng.random::<f32>() - 0.5);
+        let want = x.dot(&w);
+        let y = Array2::from_shape_fn((m, n), |_| rng.random::<f32>());
+        let wr: Vec<f32> = (0..m).map(|r| 0.5 + r as f32 / m as f32).collect();
+        let wy = &y * &ndarray::Array1::from(wr.clone()).insert_axis(ndarray::Axis(1));
+        let want_g = x.t().dot(&wy);
+        let mut outs = Vec::new();
+        for threads in [1, 2] {
+            let mut acc = Array2::<f32>::ones((m, n));
+            acc_xm(-2.0, &x.view(), &w.view(), &mut acc, threads);
+            for (a, b) in acc.iter().zip(want.iter()) {
+                assert!(
+                    (a - (1.0 - 2.0 * b)).abs() < 1e-3,
+                    "{a} vs {}",
+                    1.0 - 2.0 * b
+                );
+            }
+            let mut g = Array2::<f32>::zeros((k, n));
+            acc_xty(&x.view(), &y.view(), &wr, &mut g, threads);
+            for (a, b) in g.iter().zip(want_g.iter()) {
+                assert!((a - b).abs() < 1e-3 * (1.0 + b.abs()), "{a} vs {b}");
+            }
+            outs.push((acc, g));
+        }
+        assert_eq!(outs[0], outs[1], "thread count changed a result");
+    }
+    // means (not 0/1) take the dense path
+    let x = Array2::from_elem((4, 5), 0.5f32);
+    assert!(active_rows(&x.view()).is_none());
+}
+
+/// The JIT mean field (clamped contributions computed once, generated mean kernel) against
+/// the Rust back end's loop on a DBM-shaped model with sparse binary data.
+#[test]
+fn jit_mean_field_matches_rust_mean_field() {
+    let (m, p) = ebmc::testgen::layered(2, &[40, 30, 20], Domain::Binary, false);
+    let plan = plan_of(&m);
+    assert!(plan.meanfield.supported);
+    let mut rng = StdRng::seed_from_u64(2);
+    let v = ndarray::Array2::from_shape_fn((16, 40), |_| (rng.random::<f64>() < 0.13) as u8 as f32);
+    let mut out = Vec::new();
+    for backend in [Backend::Jit, Backend::Interp] {
+        let mut ex = Exec::new(&m, &plan, &p).expect("executor");
+        ex.set_backend(backend);
+        let mut b = ex.batch_from_visible(std::slice::from_ref(&v));
+        let iters = ex.mean_field(&mut b);
+        out.push((iters, b));
+    }
+    assert!(
+        out[0].0.abs_diff(out[1].0) <= 1,
+        "{} vs {} iterations",
+        out[0].0,
+        out[1].0
+    );
+    for (a, b) in out[0].1.x.iter().zip(&out[1].1.x) {
+        for (x, y) in a.iter().zip(b) {
+            assert!((x - y).abs() < 1e-4, "{x} vs {y}");
+        }
+    }
+}
