@@ -2,7 +2,9 @@
 
 mod ais;
 mod analysis;
+mod cd;
 mod cli;
+mod deep;
 mod derive;
 mod enumerate;
 mod exact;
