@@ -6,9 +6,12 @@
 //!   hand-written natural-layout Rust loop (scalar `exp`, xoshiro256++); spin updates / ns.
 //! - `epilogue`: the fused `sigmoid(acc + bias)` + Bernoulli draw over `[100, 500]`, JIT vs a
 //!   plain Rust loop; elements / ns.
+//! - `rbm`: CD-1 on a 784x500 RBM: hand-written loops on ndarray GEMMs, and the generic
+//!   trainer per executor back end and thread count; examples / s.
+//! - `dbm`: 10 mean-field iterations of a 784-500-1000 DBM, batch 100; calls / s.
 //! - `compile`: analyse + derive + build kernels + Cranelift compile of the Ising model.
 
-use ebmc::exec::Rng;
+use ebmc::exec::{Backend, Rng};
 use ebmc::ir::eval::Params;
 use ebmc::ir::{Affine, Coef, Domain, IndexVar, Model, Origin, Role, UnitFactor};
 use ebmc::jit::kernels::{Epilogue, LatticeSweep};
@@ -352,7 +355,7 @@ fn cd1(
     }
 }
 
-fn bench_rbm() {
+fn bench_rbm(hand_written: bool) {
     let (nv, nh, bsz, batches) = (784, 500, 100, 20);
     let mut g = Rng::new(11, 0);
     // MNIST-like density: about 13 % ones
@@ -368,6 +371,7 @@ fn bench_rbm() {
     let ev = Epilogue::compile(bsz, nv, EpilogueFamily::Bernoulli).expect("epilogue v");
     let mut rngs: Vec<Rng> = (0..bsz as u64).map(|r| Rng::new(1, r)).collect();
     let ex = (bsz * batches) as f64;
+    let loops = if hand_written { 3 } else { 0 };
     for (name, epi) in [
         (
             "rbm784x500_cd1/rust_gemm+jit_epilogue/threads=1",
@@ -378,7 +382,10 @@ fn bench_rbm() {
             Some((&eh, &ev, 2)),
         ),
         ("rbm784x500_cd1/plain_rust/threads=1", None),
-    ] {
+    ]
+    .into_iter()
+    .take(loops)
+    {
         let mut rbm = fresh(&mut g);
         let t = best(3, || {
             for (k, v0) in data.iter().enumerate() {
@@ -387,31 +394,86 @@ fn bench_rbm() {
         });
         report(name, ex / t, "examples/s");
     }
-    // the batched executor through the trainer (CD-1, stdlib rbm)
+    bench_trainer(&data);
+}
+
+/// The generic trainer (`train::Trainer`, CD-1, stdlib `rbm`) on the same data, per back end
+/// and thread count: one warm-up epoch (kernels compile), then the best of 3 epochs.
+fn bench_trainer(data: &[Array2<f32>]) {
     let src = ebmc::front::stdlib_source("rbm").expect("stdlib rbm");
     let (prog, _, _) = ebmc::front::compile_str("rbm.ebm", src, &Default::default());
     let model = prog.model("rbm").expect("rbm").clone();
     let (structure, _) = ebmc::analysis::analyze(&model);
     let (plan, _) = ebmc::derive::derive(&model, &structure);
     let params = model.init_params(1, None);
-    let cfg = ebmc::train::TrainConfig {
-        epochs: 1,
-        ..Default::default()
-    };
-    let mut tr = ebmc::train::Trainer::new(&model, &plan, &params, cfg).expect("trainer");
     let all = ndarray::concatenate(
         ndarray::Axis(0),
         &data.iter().map(|d| d.view()).collect::<Vec<_>>(),
     )
     .expect("concat");
-    let m = tr
-        .train_epoch(&[all], &mut ebmc::train::Quiet)
-        .expect("epoch");
-    report(
-        "rbm784x500_cd1/ebmc_executor(train)/threads=1",
-        m.examples_per_sec,
-        "examples/s",
-    );
+    let n = all.nrows() as f64;
+    for (backend, threads) in [(Backend::Interp, 1), (Backend::Jit, 1), (Backend::Jit, 2)] {
+        let cfg = ebmc::train::TrainConfig {
+            epochs: 100,
+            ..Default::default()
+        };
+        let mut tr = ebmc::train::Trainer::new(&model, &plan, &params, cfg).expect("trainer");
+        tr.ex.set_backend(backend);
+        tr.ex.set_threads(threads);
+        let data = [all.clone()];
+        tr.train_epoch(&data, &mut ebmc::train::Quiet)
+            .expect("epoch");
+        let t = best(3, || {
+            tr.train_epoch(&data, &mut ebmc::train::Quiet)
+                .expect("epoch");
+        });
+        let name = match backend {
+            Backend::Jit => format!("rbm784x500_cd1/ebmc_train_jit/threads={threads}"),
+            Backend::Interp => format!("rbm784x500_cd1/ebmc_train_interp/threads={threads}"),
+        };
+        report(&name, n / t, "examples/s");
+    }
+}
+
+/// DBM 784-500-1000 mean-field inference (stdlib `dbm`, the Plan's blocks {h1} | {h2}),
+/// exactly 10 iterations, batch 100 of MNIST-like binary data, f32; calls / s.
+fn bench_dbm_mf() {
+    let src = ebmc::front::stdlib_source("dbm").expect("stdlib dbm");
+    let (prog, _, _) = ebmc::front::compile_str("dbm.ebm", src, &Default::default());
+    let model = prog.model("dbm").expect("dbm").clone();
+    let (structure, _) = ebmc::analysis::analyze(&model);
+    let (mut plan, _) = ebmc::derive::derive(&model, &structure);
+    plan.meanfield.iters = 10;
+    plan.meanfield.tol = -1.0; // never stop early: exactly 10 iterations
+    let mut params = model.init_params(1, None);
+    // weights of a trained-looking scale so the means move
+    let mut g = Rng::new(5, 0);
+    for vals in params.values.iter_mut() {
+        for x in vals.iter_mut() {
+            *x += (g.uniform_f64() - 0.5) * 0.1;
+        }
+    }
+    let v = Array2::from_shape_fn((100, 784), |_| (g.uniform_f32() < 0.13) as u8 as f32);
+    for (backend, threads) in [(Backend::Interp, 1), (Backend::Jit, 1), (Backend::Jit, 2)] {
+        let mut ex = ebmc::exec::Exec::new(&model, &plan, &params).expect("exec");
+        ex.set_backend(backend);
+        ex.set_threads(threads);
+        let b0 = ex.batch_from_visible(std::slice::from_ref(&v));
+        let mut b = b0.clone();
+        assert_eq!(ex.mean_field(&mut b), 10);
+        let reps = 5;
+        let t = best(3, || {
+            for _ in 0..reps {
+                let mut b = b0.clone();
+                ex.mean_field(&mut b);
+            }
+        });
+        let name = match backend {
+            Backend::Jit => format!("dbm784-500-1000_mf10/ebmc_jit/threads={threads}"),
+            Backend::Interp => format!("dbm784-500-1000_mf10/ebmc_interp/threads={threads}"),
+        };
+        report(&name, reps as f64 / t, "calls/s");
+    }
 }
 
 fn main() {
@@ -430,6 +492,11 @@ fn main() {
         bench_ising();
     }
     if on("rbm") {
-        bench_rbm();
+        bench_rbm(true);
+    } else if on("trainer") {
+        bench_rbm(false);
+    }
+    if on("dbm") {
+        bench_dbm_mf();
     }
 }

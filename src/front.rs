@@ -38,6 +38,8 @@ const STDLIB: &[(&str, &str)] = &[
     ("grbm", include_str!("../stdlib/grbm.ebm")),
     ("dbm", include_str!("../stdlib/dbm.ebm")),
     ("dbm3", include_str!("../stdlib/dbm3.ebm")),
+    ("dbm_bottom", include_str!("../stdlib/dbm_bottom.ebm")),
+    ("dbm_top", include_str!("../stdlib/dbm_top.ebm")),
     ("ising", include_str!("../stdlib/ising.ebm")),
     ("potts", include_str!("../stdlib/potts.ebm")),
     ("class_rbm", include_str!("../stdlib/class_rbm.ebm")),

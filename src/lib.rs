@@ -20,6 +20,7 @@ pub mod ir;
 pub mod jit;
 pub mod kernel;
 pub mod lower;
+pub mod mlp;
 pub mod runtime;
 pub mod sema;
 pub mod syntax;

@@ -81,6 +81,9 @@ pub enum Command {
         /// override the number of AIS intermediate distributions
         #[arg(long)]
         ais_betas: Option<usize>,
+        /// executor back end: `jit` (generated kernels where available) or `interp` (plain Rust)
+        #[arg(long, default_value = "jit", value_parser = ["jit", "interp"])]
+        backend: String,
     },
     /// The README's main job (for now): sample stdlib models with the reference interpreter,
     /// compare with exact enumeration, and draw Ising lattices at three temperatures
@@ -111,16 +114,22 @@ pub fn main() -> ExitCode {
             epochs,
             ais_runs,
             ais_betas,
-        } => run::run(
-            &model,
-            run::RunOptions {
-                out,
-                resume,
-                epochs,
-                ais_runs,
-                ais_betas,
-            },
-        ),
+            backend,
+        } => {
+            // the value parser admits only the two names
+            let b = backend.parse().unwrap_or_default();
+            crate::exec::set_default_backend(b);
+            run::run(
+                &model,
+                run::RunOptions {
+                    out,
+                    resume,
+                    epochs,
+                    ais_runs,
+                    ais_betas,
+                },
+            )
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

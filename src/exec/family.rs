@@ -1,12 +1,15 @@
 //! Conditional families on batches: draws, means (and second moments), and log-normalisers
 //! `A(z)` from natural parameters, as tabulated in `derive::plan`.
 //!
-//! Invariant: row `r` draws only from `rngs.rows[r]`, visiting its variables in increasing
-//! order, one uniform per binary/spin variable, one per categorical variable, one normal per
-//! Gaussian variable.
+//! Invariant: one call draws row `r` only from its counter-based key for that call (see
+//! [`Rngs`]): binary/spin variable `e` at counter `e` with `kernel::mathf::sigmoid` (bit for
+//! bit what generated code does), categorical variable `v` at counter `v`, Gaussian variable
+//! `e` by Box-Muller at counters `2e`, `2e + 1`.
 
+use super::rng::{row_key, unit_normal, unit_uniform};
 use super::{Fields, Rngs};
 use crate::derive::plan::Family;
+use crate::kernel::mathf;
 use ndarray::{Array1, Array2};
 
 #[inline]
@@ -32,7 +35,9 @@ fn vars_iter(n_vars: usize, vars: Option<&[usize]>) -> Box<dyn Iterator<Item = u
 }
 
 /// Draws variables of one group into `out` (`[batch, n_elems]`) from `fields`. `vars` are
-/// variable indices (categorical: slices of `k` states), `None` for all of them.
+/// variable indices (categorical: slices of `k` states), `None` for all of them. One
+/// counter-based draw call of `rngs` (see [`Rngs`]): variable `v` of row `r` uses counter `v`
+/// (Gaussian: `2v` and `2v + 1`), whichever subset is drawn.
 pub fn sample_into(
     family: Family,
     f: &Fields,
@@ -44,8 +49,9 @@ pub fn sample_into(
     let (m, n) = f.z.dim();
     assert_eq!(rngs.len(), m, "one random stream per row");
     assert_eq!(out.dim(), (m, n));
+    let call = rngs.next_call();
     for r in 0..m {
-        let rng = &mut rngs.rows[r];
+        let key = row_key(call, r);
         let z = f.z.row(r);
         let z = z.as_slice().expect("standard layout");
         let mut o = out.row_mut(r);
@@ -53,12 +59,12 @@ pub fn sample_into(
         match family {
             Family::Bernoulli => {
                 for e in vars_iter(n, vars) {
-                    o[e] = (rng.uniform_f32() < sigmoid(z[e])) as u8 as f32;
+                    o[e] = (unit_uniform(key, e as u32) < mathf::sigmoid(z[e])) as u8 as f32;
                 }
             }
             Family::Spin => {
                 for e in vars_iter(n, vars) {
-                    o[e] = if rng.uniform_f32() < sigmoid(2.0 * z[e]) {
+                    o[e] = if unit_uniform(key, e as u32) < mathf::sigmoid(2.0 * z[e]) {
                         1.0
                     } else {
                         -1.0
@@ -70,7 +76,7 @@ pub fn sample_into(
                     let zs = &z[v * k..v * k + k];
                     let mx = zs.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
                     let total: f32 = zs.iter().map(|&x| (x - mx).exp()).sum();
-                    let u = rng.uniform_f32() * total;
+                    let u = unit_uniform(key, v as u32) * total;
                     let mut acc = 0.0;
                     let mut pick = k - 1;
                     for (c, &x) in zs.iter().enumerate() {
@@ -90,7 +96,7 @@ pub fn sample_into(
                 let bt = beta.row(r);
                 for e in vars_iter(n, vars) {
                     let p = bt[e];
-                    o[e] = z[e] / p + (rng.normal() as f32) / p.sqrt();
+                    o[e] = z[e] / p + (unit_normal(key, e as u32) as f32) / p.sqrt();
                 }
             }
             Family::Enumerate => unreachable!("Exec::new rejects Enumerate families"),
@@ -185,8 +191,9 @@ pub fn sample_from_moments(
     let k = ex.lowered.sizes[g.idx()].1;
     let (m, n) = mean.dim();
     assert_eq!(rngs.len(), m, "one random stream per row");
+    let call = rngs.next_call();
     for r in 0..m {
-        let rng = &mut rngs.rows[r];
+        let key = row_key(call, r);
         let mu = mean.row(r);
         let mu = mu.as_slice().expect("standard layout");
         let mut o = out.row_mut(r);
@@ -194,12 +201,12 @@ pub fn sample_from_moments(
         match ex.family(g) {
             Family::Bernoulli => {
                 for e in 0..n {
-                    o[e] = (rng.uniform_f32() < mu[e]) as u8 as f32;
+                    o[e] = (unit_uniform(key, e as u32) < mu[e]) as u8 as f32;
                 }
             }
             Family::Spin => {
                 for e in 0..n {
-                    o[e] = if rng.uniform_f32() < 0.5 * (1.0 + mu[e]) {
+                    o[e] = if unit_uniform(key, e as u32) < 0.5 * (1.0 + mu[e]) {
                         1.0
                     } else {
                         -1.0
@@ -208,7 +215,7 @@ pub fn sample_from_moments(
             }
             Family::Softmax => {
                 for v in 0..n / k {
-                    let u = rng.uniform_f32();
+                    let u = unit_uniform(key, v as u32);
                     let mut acc = 0.0;
                     let mut pick = k - 1;
                     for c in 0..k {
@@ -230,7 +237,7 @@ pub fn sample_from_moments(
                 let sq = sq.row(r);
                 for e in 0..n {
                     let sd = (sq[e] - mu[e] * mu[e]).max(0.0).sqrt();
-                    o[e] = mu[e] + sd * rng.normal() as f32;
+                    o[e] = mu[e] + sd * unit_normal(key, e as u32) as f32;
                 }
             }
             Family::Enumerate => unreachable!("Exec::new rejects Enumerate families"),

@@ -2,18 +2,25 @@
 //! energies and gradient statistics on mini-batches, in f32, driven by a lowered model and its
 //! derived `Plan` (never by per-model code).
 //!
+//! Two back ends (`Backend`): generated kernels per group where `jit::Route` allows (the
+//! default), or plain Rust (`--backend interp`).
+//!
 //! Invariant: every quantity equals the Plan's definition (checked against `ir::eval` and the
-//! oracle in `tests/it/exec.rs`) up to f32 rounding; randomness is drawn from one stream per
-//! batch row, in a fixed order, so results do not depend on threading.
+//! oracle in `tests/it/exec.rs`, `tests/it/jitdiff.rs`) up to f32 rounding; randomness is
+//! drawn from one counter-based stream per batch row, in a fixed order, so results do not
+//! depend on threading, and both back ends draw the same numbers.
 
+pub mod dense;
 mod family;
 mod field;
+pub mod jit;
 pub mod rng;
 mod stats;
 mod sweep;
 
 pub use family::{log_partition, mean_of, sample_from_moments, sample_into};
 pub use field::Fields;
+pub use jit::{default_backend, set_default_backend, Backend, Route};
 pub use rng::{Rng, Rngs};
 pub use sweep::Temper;
 
@@ -82,6 +89,9 @@ pub struct Exec<'m> {
     pub lowered: Lowered,
     params: Params,
     tables: Tables,
+    backend: Backend,
+    threads: usize,
+    jit: jit::JitState,
 }
 
 impl<'m> Exec<'m> {
@@ -100,13 +110,19 @@ impl<'m> Exec<'m> {
         }
         let lowered = lower(model);
         let tables = build_tables(&lowered, params);
-        Ok(Exec {
+        let jit = jit::JitState::new(model, plan, &lowered);
+        let mut ex = Exec {
             model,
             plan,
             lowered,
             params: params.clone(),
             tables,
-        })
+            backend: default_backend(),
+            threads: jit::default_threads(),
+            jit,
+        };
+        ex.rebuild_jit_tables();
+        Ok(ex)
     }
 
     pub fn params(&self) -> &Params {
@@ -115,8 +131,9 @@ impl<'m> Exec<'m> {
 
     /// Replaces the parameters and rebuilds every coefficient table.
     pub fn set_params(&mut self, params: &Params) {
-        self.params = params.clone();
-        self.tables = build_tables(&self.lowered, params);
+        self.params.values.clone_from(&params.values);
+        update_tables(&mut self.tables, &self.lowered, params);
+        self.rebuild_jit_tables();
     }
 
     pub fn family(&self, g: GroupId) -> Family {
@@ -151,6 +168,65 @@ impl<'m> Exec<'m> {
     pub fn is_real(&self, g: GroupId) -> bool {
         self.model.group(g).domain == Domain::Real
     }
+}
+
+/// `build_tables` in place: dense tables of linear coefficients (`c * W`) are refilled without
+/// allocating (the trainer calls this after every update), everything else is rebuilt.
+fn update_tables(t: &mut Tables, low: &Lowered, params: &Params) {
+    for (k, lt) in low.terms.iter().enumerate() {
+        if let (TermKind::Dense { .. }, Some(l), Some(m)) =
+            (&lt.kind, lt.coef.linear, t.mats[k].as_mut())
+        {
+            let src = &params.values[l.param.idx()];
+            let dst = m.as_slice_mut().expect("standard layout");
+            for (d, &x) in dst.iter_mut().zip(src.iter()) {
+                *d = (l.scale * x) as f32;
+            }
+            continue;
+        }
+        let one = build_term(low, k, params);
+        t.coef[k] = one.coef;
+        t.mats[k] = one.mats;
+        t.rows[k] = one.rows;
+        t.consts[k] = one.consts;
+    }
+}
+
+/// One term's tables.
+struct TermTables {
+    coef: Vec<f32>,
+    mats: Option<Array2<f32>>,
+    rows: Option<Array1<f32>>,
+    consts: f64,
+}
+
+fn build_term(low: &Lowered, k: usize, params: &Params) -> TermTables {
+    let lt = &low.terms[k];
+    let vals = lt.coef.eval(params);
+    let mut out = TermTables {
+        coef: Vec::new(),
+        mats: None,
+        rows: None,
+        consts: 0.0,
+    };
+    match &lt.kind {
+        TermKind::Const => out.consts = vals.iter().sum(),
+        TermKind::Bias { group, elems, .. } => {
+            let mut row = Array1::<f32>::zeros(low.sizes[group.idx()].0);
+            for (&e, &c) in elems.iter().zip(&vals) {
+                row[e as usize] += c as f32;
+            }
+            out.rows = Some(row);
+            out.coef = vals.iter().map(|&x| x as f32).collect();
+        }
+        TermKind::Dense { na, nb, .. } => {
+            let m = Array2::from_shape_vec((*na, *nb), vals.iter().map(|&x| x as f32).collect())
+                .expect("dense table has na * nb instances");
+            out.mats = Some(m);
+        }
+        TermKind::Generic { .. } => out.coef = vals.iter().map(|&x| x as f32).collect(),
+    }
+    out
 }
 
 fn build_tables(low: &Lowered, params: &Params) -> Tables {

@@ -1,9 +1,12 @@
-//! Counter-seeded random streams: one xoshiro256++ generator per chain / batch row, so a
-//! result never depends on how rows are split across threads, and the whole state (4 words a
-//! row) can be saved in a checkpoint and restored bit for bit.
+//! Random streams of a batch: unit draws are counter-based (`kernel::rng`, the generator the
+//! JIT emits: row `r` of draw call `k` has key `key(seed, first + r, k)`), and one
+//! xoshiro256++ generator per chain / batch row serves the rest (swap tests, site choices). A
+//! result never depends on how rows are split across threads or which back end draws.
 //!
 //! Invariant: `Rng::new(seed, stream)` is a pure function of its arguments; distinct streams
 //! of one seed are statistically independent (seeded through splitmix64).
+
+use crate::kernel::RngArgs;
 
 /// xoshiro256++ (Blackman & Vigna 2019): fast, 256-bit state, passes BigCrush.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -70,10 +73,18 @@ impl Rng {
     }
 }
 
-/// One stream per row of a batch.
+/// One stream per row of a batch. Unit draws (every conditional family, in Rust and in
+/// generated code alike) are counter-based: draw call `k` of these streams gives row `r` the
+/// key `kernel::rng::key(seed, first + r, k)` and variable `e` the uniform at counter `e`, so
+/// the JIT's kernels and the Rust sampler consume the same numbers. The xoshiro `rows` serve
+/// everything else (swap tests, site choices).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rngs {
     pub rows: Vec<Rng>,
+    pub seed: u64,
+    pub first: u64,
+    /// counter-based draw calls made so far
+    pub calls: u64,
 }
 
 impl Rngs {
@@ -83,6 +94,9 @@ impl Rngs {
             rows: (0..n as u64)
                 .map(|k| Rng::new(seed, first.wrapping_add(k)))
                 .collect(),
+            seed,
+            first,
+            calls: 0,
         }
     }
     pub fn len(&self) -> usize {
@@ -91,4 +105,41 @@ impl Rngs {
     pub fn is_empty(&self) -> bool {
         self.rows.is_empty()
     }
+    /// The arguments of the next counter-based draw call (and advances the call counter).
+    pub fn next_call(&mut self) -> RngArgs {
+        let a = RngArgs {
+            seed: self.seed,
+            stream0: self.first,
+            step: self.calls,
+        };
+        self.calls += 1;
+        a
+    }
+}
+
+/// Row `r`'s key for the draw call `a`.
+#[inline]
+pub fn row_key(a: RngArgs, r: usize) -> u64 {
+    crate::kernel::rng::key(a.seed, a.stream0.wrapping_add(r as u64), a.step)
+}
+
+/// The uniform of a discrete unit draw at `counter`: in `[0, 1)`, 24 bits, bit-identical to
+/// generated code.
+#[inline]
+pub fn unit_uniform(key: u64, counter: u32) -> f32 {
+    crate::kernel::rng::uniform(key, counter)
+}
+
+/// A uniform in the open interval `(0, 1)` at `counter` (for logs: Box-Muller).
+#[inline]
+pub fn open_uniform(key: u64, counter: u32) -> f64 {
+    ((crate::kernel::rng::draw_u32(key, counter) >> 8) as f64 + 0.5) * (1.0 / (1u64 << 24) as f64)
+}
+
+/// A standard normal for real variable `e` (Box-Muller on counters `2e`, `2e + 1`).
+#[inline]
+pub fn unit_normal(key: u64, e: u32) -> f64 {
+    let u1 = open_uniform(key, 2 * e);
+    let u2 = open_uniform(key, 2 * e + 1);
+    (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
 }

@@ -69,11 +69,65 @@ impl Exec<'_> {
     }
 
     fn grad_with(&self, b: &Batch, w: &[f64], grads: &mut [Vec<f64>]) {
+        self.grad_parts(&[(b, w)], grads)
+    }
+
+    /// `sa * <dE/dtheta>_a + sb * <dE/dtheta>_b` (batch means): the negative-minus-positive
+    /// direction of CD / PCD in one pass. On the JIT back end the dense terms of both batches
+    /// accumulate into one f32 table (selected rows for sparse binary states), converted to
+    /// f64 once.
+    pub fn energy_grad_pair(&self, a: &Batch, sa: f64, b: &Batch, sb: f64) -> Vec<Vec<f64>> {
+        let mut grads: Vec<Vec<f64>> = self
+            .model
+            .params
+            .iter()
+            .map(|p| vec![0.0; p.n_elems()])
+            .collect();
+        let wa = vec![sa / a.rows().max(1) as f64; a.rows()];
+        let wb = vec![sb / b.rows().max(1) as f64; b.rows()];
+        self.grad_parts(&[(a, &wa), (b, &wb)], &mut grads);
+        grads
+    }
+
+    /// `sum over parts (batch, w) of sum_r w[r] * dE/dtheta(row r)` into `grads`.
+    fn grad_parts(&self, parts: &[(&Batch, &[f64])], grads: &mut [Vec<f64>]) {
         for (k, lt) in self.lowered.terms.iter().enumerate() {
             if lt.coef.params().is_empty() {
                 continue;
             }
-            let adj = self.monomial_means(TermId(k as u32), b, w);
+            if let (TermKind::Dense { ga, gb, na, nb }, super::Backend::Jit) =
+                (&lt.kind, self.backend())
+            {
+                let mut g = ndarray::Array2::<f32>::zeros((*na, *nb));
+                for (b, w) in parts {
+                    let wf: Vec<f32> = w.iter().map(|&x| x as f32).collect();
+                    super::dense::acc_xty(
+                        &b.x[ga.idx()].view(),
+                        &b.x[gb.idx()].view(),
+                        &wf,
+                        &mut g,
+                        self.threads(),
+                    );
+                }
+                let g = g.as_slice().expect("standard layout");
+                match lt.coef.linear {
+                    Some(l) => {
+                        for (o, &x) in grads[l.param.idx()].iter_mut().zip(g) {
+                            *o += l.scale * x as f64;
+                        }
+                    }
+                    None => {
+                        let adj: Vec<f64> = g.iter().map(|&x| x as f64).collect();
+                        lt.coef.backprop(&self.params, &adj, grads);
+                    }
+                }
+                continue;
+            }
+            let mut adj = vec![0.0f64; lt.coef.n_inst()];
+            for (b, w) in parts {
+                let m = self.monomial_means(TermId(k as u32), b, w);
+                adj.iter_mut().zip(&m).for_each(|(a, x)| *a += x);
+            }
             lt.coef.backprop(&self.params, &adj, grads);
         }
     }

@@ -4,7 +4,7 @@
 //! Invariant: within a block every member's fields are computed from the state before the
 //! block step, then all members are drawn; clamped groups are never written.
 
-use super::family::{mean_of, sample_into};
+use super::family::sample_into;
 use super::{Batch, Exec, Fields, Rngs};
 use crate::analysis::Block;
 use crate::derive::plan::Family;
@@ -51,6 +51,9 @@ impl Exec<'_> {
             .iter()
             .filter(|mb| !clamped[mb.group.idx()])
             .collect();
+        if self.backend() == super::Backend::Jit {
+            return self.gibbs_block_jit(&members, b, rngs, temper);
+        }
         let fields: Vec<Fields> = members
             .iter()
             .map(|mb| self.tempered_fields(mb.group, b, temper))
@@ -86,13 +89,8 @@ impl Exec<'_> {
     /// Replaces the listed groups (mutually non-interacting, e.g. the free energy's summed
     /// groups) by their conditional means (and second moments) given the rest.
     pub fn rao_blackwellize(&self, b: &mut Batch, groups: &[GroupId], temper: Option<&Temper>) {
-        let fields: Vec<Fields> = groups
-            .iter()
-            .map(|&g| self.tempered_fields(g, b, temper))
-            .collect();
-        for (&g, f) in groups.iter().zip(&fields) {
-            let k = self.lowered.sizes[g.idx()].1;
-            let (mean, sq) = mean_of(self.family(g), f, k);
+        let moments: Vec<_> = groups.iter().map(|&g| self.moments(g, b, temper)).collect();
+        for (&g, (mean, sq)) in groups.iter().zip(moments) {
             b.x[g.idx()] = mean;
             b.sq[g.idx()] = sq;
         }
@@ -102,6 +100,9 @@ impl Exec<'_> {
     /// following `plan.meanfield` (blocks, damping, iteration cap, tolerance). Returns the
     /// number of iterations run. Hidden groups start at their zero-field means.
     pub fn mean_field(&self, b: &mut Batch) -> usize {
+        if let Some(n) = self.mean_field_dense(b) {
+            return n;
+        }
         let mf = &self.plan.meanfield;
         let mut hidden: Vec<GroupId> = mf
             .blocks
@@ -117,15 +118,14 @@ impl Exec<'_> {
         for it in 0..mf.iters {
             let mut change = 0.0f32;
             for block in &mf.blocks {
-                let fields: Vec<Fields> = block
+                let moments: Vec<_> = block
                     .members
                     .iter()
-                    .map(|mb| self.fields(mb.group, b))
+                    .map(|mb| self.moments(mb.group, b, None))
                     .collect();
-                for (mb, f) in block.members.iter().zip(&fields) {
+                for (mb, (new, sq)) in block.members.iter().zip(moments) {
                     let g = mb.group.idx();
                     let k = self.lowered.sizes[g].1;
-                    let (new, sq) = mean_of(self.family(mb.group), f, k);
                     let old = &mut b.x[g];
                     let cols: Vec<usize> = match &mb.elems {
                         None => (0..old.ncols()).collect(),

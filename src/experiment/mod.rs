@@ -5,7 +5,10 @@
 //! well-typed and refers to declared data and models, reporting each problem with its span.
 //! Paths are resolved relative to the `.ebm` file's directory.
 
+mod compose;
 mod settings;
+
+pub use compose::{FinetuneSpec, ParamInit};
 
 use crate::diag::{Diagnostic, Span};
 use crate::front::Program;
@@ -36,6 +39,14 @@ pub enum Source {
     },
     /// rows of several data sets one after another
     Concat(Vec<DataSpec>),
+    /// the up-pass: a trained model's hidden means (mean field) given a data set on its
+    /// visible units, as a new data set with the same labels
+    Features {
+        target: TargetSpec,
+        data: String,
+        /// one hidden group (default: every hidden group, side by side)
+        group: Option<String>,
+    },
 }
 
 /// `data NAME = SOURCE / SCALE |> binarize(..) |> take(n)`.
@@ -45,6 +56,11 @@ pub struct DataSpec {
     pub divide_by: f32,
     pub binarize: Binarize,
     pub take: Option<usize>,
+    /// examples dropped from the front (before `take`): `|> skip(50000)` holds out the rest
+    pub skip: usize,
+    /// each example's columns repeated this many times, after binarization (data for a
+    /// model with tied copies of its visible units, as in DBM pretraining)
+    pub tile: usize,
     pub span: Span,
 }
 
@@ -72,6 +88,8 @@ pub struct TrainSpec {
     pub init_seed: u64,
     /// where the trained parameters go (`.npz`)
     pub save: Option<PathBuf>,
+    /// parameters taken from models trained earlier (`init = params(...)`)
+    pub init: Vec<ParamInit>,
     pub span: Span,
 }
 
@@ -116,6 +134,7 @@ pub enum Action {
     Train(TrainSpec),
     Sample(SampleSpec),
     Evaluate(EvalSpec),
+    Finetune(FinetuneSpec),
 }
 
 /// Everything a file asks to run, in file order.
@@ -142,6 +161,7 @@ const TRAIN_KEYS: &[&str] = &[
     "sparsity",
     "seed",
     "init_seed",
+    "init",
     "save",
 ];
 const SAMPLE_KEYS: &[&str] = &["chains", "steps", "every", "seed", "init", "save"];
@@ -164,7 +184,7 @@ pub fn interpret(program: &Program, base_dir: &Path) -> (Experiment, Vec<Diagnos
                     ));
                     continue;
                 }
-                if let Some(spec) = data_spec(value, base_dir, &ex, &mut diags) {
+                if let Some(spec) = data_spec(value, base_dir, program, &ex, &mut diags) {
                     ex.data.push(NamedData {
                         name: name.name.clone(),
                         spec: DataSpec {
@@ -186,6 +206,10 @@ pub fn interpret(program: &Program, base_dir: &Path) -> (Experiment, Vec<Diagnos
                 let mut s = Settings::new(settings);
                 let config = train_config(&mut s, &mut diags);
                 let init_seed = s.count_or("init_seed", 0) as u64;
+                let init = s
+                    .expr("init")
+                    .map(|e| compose::param_inits(e, program, &mut diags))
+                    .unwrap_or_default();
                 let save = s.string("save").map(PathBuf::from);
                 diags.extend(s.finish("`train`", TRAIN_KEYS));
                 if let Some(target) = t {
@@ -195,6 +219,7 @@ pub fn interpret(program: &Program, base_dir: &Path) -> (Experiment, Vec<Diagnos
                         config,
                         init_seed,
                         save,
+                        init,
                         span: *span,
                     }));
                 }
@@ -288,12 +313,25 @@ pub fn interpret(program: &Program, base_dir: &Path) -> (Experiment, Vec<Diagnos
                     }));
                 }
             }
+            ast::Experiment::Finetune {
+                stack,
+                data,
+                settings,
+                span,
+                ..
+            } => {
+                if let Some(f) =
+                    compose::finetune_spec(stack, data, settings, *span, program, &ex, &mut diags)
+                {
+                    ex.actions.push(Action::Finetune(f));
+                }
+            }
         }
     }
     (ex, diags)
 }
 
-fn check_data_ref(data: &ast::Ident, ex: &Experiment, diags: &mut Vec<Diagnostic>) {
+pub(crate) fn check_data_ref(data: &ast::Ident, ex: &Experiment, diags: &mut Vec<Diagnostic>) {
     if ex.data(&data.name).is_none() {
         let names: Vec<&str> = ex.data.iter().map(|d| d.name.as_str()).collect();
         let mut d = Diagnostic::error("E0508", data.span, format!("unknown data `{}`", data.name));
@@ -306,7 +344,7 @@ fn check_data_ref(data: &ast::Ident, ex: &Experiment, diags: &mut Vec<Diagnostic
     }
 }
 
-fn target_spec(
+pub(crate) fn target_spec(
     t: &ast::Target,
     program: &Program,
     diags: &mut Vec<Diagnostic>,
@@ -492,13 +530,14 @@ fn logz_method(e: &Expr, diags: &mut Vec<Diagnostic>) -> Option<LogZMethod> {
 fn data_spec(
     e: &Expr,
     base: &Path,
+    program: &Program,
     ex: &Experiment,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<DataSpec> {
     match &e.kind {
         ExprKind::Pipe(stages) => {
             let (first, rest) = stages.split_first()?;
-            let mut spec = data_spec(first, base, ex, diags)?;
+            let mut spec = data_spec(first, base, program, ex, diags)?;
             for st in rest {
                 transform(&mut spec, st, diags);
             }
@@ -506,7 +545,7 @@ fn data_spec(
         }
         ExprKind::Product(ops) => {
             let (first, rest) = ops.split_first()?;
-            let mut spec = data_spec(&first.1, base, ex, diags)?;
+            let mut spec = data_spec(&first.1, base, program, ex, diags)?;
             for (op, x) in rest {
                 match (op, x.num()) {
                     (MulOp::Div, Some(k)) if k > 0.0 => spec.divide_by *= k as f32,
@@ -533,7 +572,7 @@ fn data_spec(
                 None
             }
         },
-        ExprKind::Call(c) => loader(c, base, ex, diags),
+        ExprKind::Call(c) => loader(c, base, program, ex, diags),
         _ => {
             diags.push(
                 Diagnostic::error("E0511", e.span, "not a data expression")
@@ -550,6 +589,8 @@ fn plain(source: Source, span: Span) -> DataSpec {
         divide_by: 1.0,
         binarize: Binarize::None,
         take: None,
+        skip: 0,
+        tile: 1,
         span,
     }
 }
@@ -557,6 +598,7 @@ fn plain(source: Source, span: Span) -> DataSpec {
 fn loader(
     c: &ast::Call,
     base: &Path,
+    program: &Program,
     ex: &Experiment,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<DataSpec> {
@@ -581,11 +623,14 @@ fn loader(
         "concat" => {
             let mut parts = Vec::new();
             for arg in &c.args {
-                if let Some(p) = data_spec(&arg.value, base, ex, diags) {
+                if let Some(p) = data_spec(&arg.value, base, program, ex, diags) {
                     parts.push(p);
                 }
             }
             return Some(plain(Source::Concat(parts), c.span));
+        }
+        "features" => {
+            return compose::features_source(c, program, ex, diags).map(|s| plain(s, c.span));
         }
         other => {
             diags.push(
@@ -594,7 +639,7 @@ fn loader(
                     c.func.span,
                     format!("unknown data loader `{other}`"),
                 )
-                .with_hint("use idx, npy, npz, csv or concat"),
+                .with_hint("use idx, npy, npz, csv, concat or features"),
             );
             return None;
         }
@@ -642,13 +687,15 @@ fn transform(spec: &mut DataSpec, st: &Expr, diags: &mut Vec<Diagnostic>) {
             };
         }
         "take" => spec.take = a.count(0, "n"),
+        "skip" => spec.skip = a.count(0, "n").unwrap_or(0),
+        "tile" => spec.tile = a.count(0, "k").unwrap_or(1).max(1),
         other => diags.push(
             Diagnostic::error(
                 "E0511",
                 c.func.span,
                 format!("unknown data transform `{other}`"),
             )
-            .with_hint("use binarize(..) or take(n)"),
+            .with_hint("use binarize(..), skip(n), take(n) or tile(k)"),
         ),
     }
     diags.extend(a.finish());

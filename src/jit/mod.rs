@@ -290,6 +290,75 @@ impl JitModule {
     }
 }
 
+/// A buffer argument of [`JitModule::run_args`]: read-only buffers (declared `in`, which
+/// `check` proved are never stored to) can be lent shared, so callers need no copies.
+pub enum Arg<'a> {
+    In(&'a [f32]),
+    Out(&'a mut [f32]),
+}
+
+impl Arg<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Arg::In(s) => s.len(),
+            Arg::Out(s) => s.len(),
+        }
+    }
+}
+
+impl JitModule {
+    /// `run_par` with shared read-only buffers: `Arg::In` is accepted only for buffers the
+    /// kernel declares `in` (never written: `check` rejects stores to them).
+    pub fn run_args(
+        &self,
+        k: usize,
+        bufs: &mut [Arg<'_>],
+        rng: RngArgs,
+        threads: usize,
+    ) -> Result<(), CompileKernelError> {
+        let c = &self.kernels[k];
+        let lens: Vec<usize> = bufs.iter().map(|b| b.len()).collect();
+        check_sizes(&c.kernel, &lens)?;
+        for (decl, a) in c.kernel.bufs.iter().zip(bufs.iter()) {
+            if matches!(a, Arg::In(_)) && decl.access != crate::kernel::Access::In {
+                return Err(CompileKernelError::Invalid {
+                    kernel: c.kernel.name.clone(),
+                    what: format!("buffer `{}` is written but was lent read-only", decl.name),
+                });
+            }
+        }
+        let ptrs: Vec<*mut f32> = bufs
+            .iter_mut()
+            .map(|b| match b {
+                Arg::In(s) => s.as_ptr() as *mut f32,
+                Arg::Out(s) => s.as_mut_ptr(),
+            })
+            .collect();
+        let ext = c.kernel.par_extent().unwrap_or(1);
+        let threads = threads.clamp(1, ext);
+        let small = c.kernel.work() < MIN_PAR_WORK;
+        if threads == 1 || !c.checked.par_safe || small {
+            // SAFETY: lengths match the declaration; `In` buffers are only read (checked
+            // above and by `Kernel::check`), `Out` buffers are exclusively borrowed.
+            unsafe { call(c.f, &ptrs, rng, 0..usize::MAX) };
+            return Ok(());
+        }
+        let p = Ptrs(&ptrs);
+        let f = c.f;
+        std::thread::scope(|s| {
+            for t in 0..threads {
+                let r = ext * t / threads..ext * (t + 1) / threads;
+                s.spawn(move || {
+                    let p = p;
+                    // SAFETY: see `Ptrs`; lengths and access were checked above.
+                    unsafe { call(f, p.0, rng, r) }
+                });
+            }
+        });
+        Ok(())
+    }
+}
+
 impl JitModule {
     /// Runs a sequence of kernel calls on the same buffers, in order, with `threads` workers
     /// spawned once: each worker takes its slice of every call's `par` loop and all workers

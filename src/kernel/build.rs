@@ -83,3 +83,37 @@ pub fn epilogue(rows: usize, n: usize, family: EpilogueFamily) -> Kernel {
     }];
     k
 }
+
+/// `p[r, c] = mean(acc[r, c] + bias[c])`: `sigmoid` (Bernoulli) or `tanh` (spins), for mean
+/// field and Rao-Blackwellised statistics. Buffers: `acc` (in), `bias` (in), `p` (out).
+pub fn epilogue_mean(rows: usize, n: usize, family: EpilogueFamily) -> Kernel {
+    let (name, op) = match family {
+        EpilogueFamily::Bernoulli => ("mean_bernoulli", UnOp::Sigmoid),
+        EpilogueFamily::Spin => ("mean_spin", UnOp::Tanh),
+    };
+    let mut k = Kernel::new(name);
+    let acc = k.buf("acc", rows * n, Access::In);
+    let bias = k.buf("bias", n, Access::In);
+    let p = k.buf("p", rows * n, Access::Out);
+    let r = k.var("r", rows);
+    let c = k.var("c", n);
+    let at = Index::var(r, n as i64).plus(1, &[(c, 1)], 0, None);
+    let z = Expr::plus(
+        Expr::load(acc, at.clone()),
+        Expr::load(bias, Index::var(c, 1)),
+    );
+    k.body = vec![Stmt::Loop {
+        var: r,
+        kind: LoopKind::Par,
+        body: vec![Stmt::Loop {
+            var: c,
+            kind: LoopKind::Vec4,
+            body: vec![Stmt::Store {
+                buf: p,
+                index: at,
+                value: Expr::un(op, z),
+            }],
+        }],
+    }];
+    k
+}

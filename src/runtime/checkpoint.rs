@@ -176,6 +176,11 @@ impl Checkpoint {
         self.arrays.get(name)
     }
 
+    /// The names of the arrays, in name order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.arrays.keys().map(String::as_str)
+    }
+
     /// Encodes the checkpoint as compressed npz bytes (arrays in name order, then metadata).
     pub fn to_npz_bytes(&self, path_for_errors: &Path) -> Result<Vec<u8>, CheckpointError> {
         let enc = |e: &dyn std::fmt::Display| CheckpointError::Encode {

@@ -203,6 +203,15 @@ impl Expander<'_> {
                 self.err("E0211", span, "`|>` is only for data pipelines".into());
                 None
             }
+            ExprKind::Field(..) => {
+                self.err(
+                    "E0211",
+                    span,
+                    "`model.param` names a trained parameter; it is only for experiment settings"
+                        .into(),
+                );
+                None
+            }
             ExprKind::Name(n) => self.name(n, span),
             ExprKind::Index(t, idx) => self.indexed(&t.name, t.span, idx, span),
             ExprKind::Neg(a) => {

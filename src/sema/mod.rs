@@ -120,7 +120,7 @@ fn index_names(e: &Expr, scope: &Scope, vars: &mut VarTable) {
 /// Calls `f` on each direct subexpression of `e`.
 fn walk(e: &Expr, f: &mut dyn FnMut(&Expr)) {
     match &e.kind {
-        ExprKind::Num(_) | ExprKind::Str(_) | ExprKind::Name(_) => {}
+        ExprKind::Num(_) | ExprKind::Str(_) | ExprKind::Name(_) | ExprKind::Field(..) => {}
         ExprKind::Index(_, xs) | ExprKind::Pipe(xs) => xs.iter().for_each(f),
         ExprKind::Call(c) => c.args.iter().for_each(|a| f(&a.value)),
         ExprKind::Neg(a) => f(a),

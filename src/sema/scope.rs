@@ -152,6 +152,15 @@ impl Scope {
             }
             ExprKind::Str(_) => return bad(diags, "a string is not a number".into()),
             ExprKind::Pipe(_) => return bad(diags, "`|>` is only for data pipelines".into()),
+            ExprKind::Field(m, p) => {
+                return bad(
+                    diags,
+                    format!(
+                    "`{}.{}` is a trained parameter, not a number known when the model is compiled",
+                    m.name, p.name
+                ),
+                )
+            }
         };
         if !x.is_finite() {
             return bad(diags, "this constant is not a finite number".into());

@@ -197,6 +197,14 @@ pub enum Experiment {
         settings: Vec<Setting>,
         span: Span,
     },
+    /// `finetune TARGET -> TARGET ... on DATA { settings }`
+    Finetune {
+        doc: String,
+        stack: Vec<Target>,
+        data: Ident,
+        settings: Vec<Setting>,
+        span: Span,
+    },
 }
 
 impl Experiment {
@@ -205,7 +213,8 @@ impl Experiment {
             Experiment::Data { span, .. }
             | Experiment::Train { span, .. }
             | Experiment::Sample { span, .. }
-            | Experiment::Evaluate { span, .. } => *span,
+            | Experiment::Evaluate { span, .. }
+            | Experiment::Finetune { span, .. } => *span,
         }
     }
 }
@@ -280,6 +289,8 @@ pub enum ExprKind {
     Pow(Box<Expr>, Box<Expr>),
     /// `a |> f(..) |> g(..)`
     Pipe(Vec<Expr>),
+    /// `rbm1.W`: a parameter of a trained model, in experiment settings
+    Field(Ident, Ident),
 }
 
 impl Expr {

@@ -158,6 +158,26 @@ impl Builder {
                     }
                 })
             }
+            Rule::finetune_item => {
+                let mut stack = Vec::new();
+                let mut data = None;
+                let mut settings = Vec::new();
+                for k in it {
+                    match k.as_rule() {
+                        Rule::target => stack.push(self.target(k, d)),
+                        Rule::ident => data = Some(self.ident(k)),
+                        Rule::settings => settings = self.settings(k, d),
+                        _ => {}
+                    }
+                }
+                Item::Experiment(Experiment::Finetune {
+                    doc,
+                    stack,
+                    data: data.expect("grammar: finetune has `on DATA`"),
+                    settings,
+                    span,
+                })
+            }
             Rule::sample_item => {
                 let target = self.target(it.next().expect("target"), d);
                 let settings = self.settings(it.next().expect("settings"), d);
@@ -510,6 +530,15 @@ impl Builder {
                 kind: ExprKind::Call(self.call(p, d)),
                 span,
             },
+            Rule::field => {
+                let mut it = p.kids();
+                let base = self.ident(it.next().expect("field base"));
+                let name = self.ident(it.next().expect("field name"));
+                Expr {
+                    kind: ExprKind::Field(base, name),
+                    span,
+                }
+            }
             Rule::indexed => {
                 let mut it = p.kids();
                 let name = self.ident(it.next().expect("tensor name"));

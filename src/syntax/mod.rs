@@ -311,6 +311,7 @@ fn rule_words(r: Rule) -> Option<&'static str> {
             "an item"
         }
         Rule::data_item | Rule::train_item | Rule::sample_item | Rule::eval_item => "an item",
+        Rule::finetune_item => "an item",
         Rule::doc | Rule::docs => return None,
         Rule::ident | Rule::arg_name | Rule::target => "a name",
         Rule::number => "a number",
@@ -341,7 +342,7 @@ fn rule_words(r: Rule) -> Option<&'static str> {
         Rule::add_op => "an operator",
         Rule::mul_op | Rule::pow_op => "an operator",
         Rule::neg => "an expression",
-        Rule::call | Rule::indexed => "an expression",
+        Rule::call | Rule::indexed | Rule::field => "an expression",
         Rule::call_args => "`(`",
         Rule::arg => "an argument",
         Rule::file => "an item",
@@ -353,6 +354,7 @@ fn rule_words(r: Rule) -> Option<&'static str> {
         Rule::k_data => "`data`",
         Rule::k_energy => "`energy`",
         Rule::k_evaluate => "`evaluate`",
+        Rule::k_finetune => "`finetune`",
         Rule::k_model => "`model`",
         Rule::k_on => "`on`",
         Rule::k_param => "`param`",
@@ -377,6 +379,7 @@ pub(crate) fn is_keyword(r: Rule) -> bool {
             | Rule::k_data
             | Rule::k_energy
             | Rule::k_evaluate
+            | Rule::k_finetune
             | Rule::k_model
             | Rule::k_on
             | Rule::k_param

@@ -319,7 +319,6 @@ impl<'m> Trainer<'m> {
                     .collect();
                 let mut pos = data.clone();
                 phases::positive(&self.ex, &mut pos, &mut rngs, k);
-                let g_pos = self.ex.energy_grad(&pos);
                 let (neg, rate) = if reps == 1 {
                     let neg = phases::run_chain(
                         &self.ex,
@@ -339,8 +338,8 @@ impl<'m> Trainer<'m> {
                         &mut chain_rngs,
                     )
                 };
-                let g_neg = self.ex.energy_grad(&neg);
-                (phases::combine(&g_pos, -1.0, &g_neg, 1.0), f64::NAN, rate)
+                let grad = self.ex.energy_grad_pair(&pos, -1.0, &neg, 1.0);
+                (grad, f64::NAN, rate)
             }
             Method::PseudoLikelihood { sites } => {
                 let (g, o) = phases::flip_objective(&self.ex, &data, sites, false, &mut rngs);

@@ -135,7 +135,6 @@ pub(crate) fn combine(a: &[Vec<f64>], sa: f64, b: &[Vec<f64>], sb: f64) -> Vec<V
 pub(crate) fn cd(ex: &Exec, data: &Batch, k: usize, rngs: &mut Rngs) -> (Vec<Vec<f64>>, f64) {
     let mut pos = data.clone();
     positive(ex, &mut pos, rngs, k);
-    let g_pos = ex.energy_grad(&pos);
     // chain start: data visibles, hidden groups drawn given them
     let mut chain = pos.clone();
     if hidden_exact(ex) {
@@ -150,13 +149,14 @@ pub(crate) fn cd(ex: &Exec, data: &Batch, k: usize, rngs: &mut Rngs) -> (Vec<Vec
         chain.sq.iter_mut().for_each(|s| *s = None);
     }
     let neg = run_chain(ex, &mut chain, k, rngs, None);
-    let g_neg = ex.energy_grad(&neg);
+    // -<dE>_data + <dE>_CD-k in one pass (one table for both phases)
+    let grad = ex.energy_grad_pair(&pos, -1.0, &neg, 1.0);
     let mut err = 0.0;
     for g in groups_with(ex, Role::Visible) {
         let d = &data.x[g.idx()] - &neg.x[g.idx()];
         err += d.iter().map(|&x| (x * x) as f64).sum::<f64>();
     }
-    (combine(&g_pos, -1.0, &g_neg, 1.0), err / data.rows() as f64)
+    (grad, err / data.rows() as f64)
 }
 
 /// Sites `(group, variable)` a flip objective visits: every element of every visible group.

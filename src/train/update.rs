@@ -95,27 +95,55 @@ pub fn apply(
     weight_decay: f64,
     max_abs: f64,
 ) -> Result<(), Divergence> {
-    let mut new_p = params.clone();
-    let mut new_v = velocity.to_vec();
+    // Check every new value before writing any (no copies of the parameters): parameters
+    // with a projection are computed into a scratch copy, the others checked in a branch-free
+    // pass (the first bad value is searched only when there is one).
+    let next = |p: f64, v: f64, g: f64, lambda: f64| p + (momentum * v + lr * (g - lambda * p));
+    let is_bad = |x: f64| !(x.is_finite() && x.abs() <= max_abs);
+    let projected = |r: &ParamRules| r.symmetric || r.zero_diagonal || r.positive;
+    let mut scratch: Vec<Option<Vec<f64>>> = vec![None; rules.len()];
     for (k, r) in rules.iter().enumerate() {
         if r.fixed {
             continue;
         }
         let lambda = if r.decayed { weight_decay } else { 0.0 };
-        let (p, v, g) = (&mut new_p.values[k], &mut new_v[k], &grad[k]);
-        for e in 0..p.len() {
-            v[e] = momentum * v[e] + lr * (g[e] - lambda * p[e]);
-            p[e] += v[e];
-        }
-        project(r, p);
-        if let Some(&bad) = p.iter().find(|x| !x.is_finite() || x.abs() > max_abs) {
+        let (p, v, g) = (&params.values[k], &velocity[k], &grad[k]);
+        let new = p
+            .iter()
+            .zip(v)
+            .zip(g)
+            .map(|((&p, &v), &g)| next(p, v, g, lambda));
+        let bad = if projected(r) {
+            let mut q: Vec<f64> = new.collect();
+            project(r, &mut q);
+            let bad = q.iter().copied().find(|&x| is_bad(x));
+            scratch[k] = Some(q);
+            bad
+        } else if new.clone().fold(false, |acc, x| acc | is_bad(x)) {
+            new.clone().find(|&x| is_bad(x))
+        } else {
+            None
+        };
+        if let Some(bad) = bad {
             return Err(Divergence {
                 param: model.param(crate::ir::ParamId(k as u32)).name.clone(),
                 value: bad,
             });
         }
     }
-    *params = new_p;
-    velocity.clone_from_slice(&new_v);
+    for (k, r) in rules.iter().enumerate() {
+        if r.fixed {
+            continue;
+        }
+        let lambda = if r.decayed { weight_decay } else { 0.0 };
+        let (p, v, g) = (&mut params.values[k], &mut velocity[k], &grad[k]);
+        for ((p, v), &g) in p.iter_mut().zip(v.iter_mut()).zip(g) {
+            *v = momentum * *v + lr * (g - lambda * *p);
+            *p += *v;
+        }
+        if let Some(projected) = scratch[k].take() {
+            *p = projected;
+        }
+    }
     Ok(())
 }

@@ -6,20 +6,21 @@ use super::compile::{compile, parse_overrides, Compiled};
 use super::{CliError, CliResult, ModelArgs};
 use crate::eval::{self as ais, self as ll, AisConfig, Betas, LogLik};
 use crate::exec::{Batch, Exec, Rngs};
-use crate::experiment::{
-    self, Action, DataSpec, EvalSpec, Experiment, LogZMethod, SampleSpec, Source, TrainSpec,
-};
+use crate::experiment::{self, Action, EvalSpec, Experiment, LogZMethod, SampleSpec, TrainSpec};
 use crate::front::render;
 use crate::ir::eval::Params;
 use crate::ir::{Domain, GroupId, Model, Role};
-use crate::runtime::batch::Binarize;
 use crate::runtime::checkpoint::{atomic_write, Checkpoint};
-use crate::runtime::data::{self, Dataset, LabelColumn};
+use crate::runtime::data::Dataset;
 use crate::runtime::image::{write_png_grid, GridOptions, Normalize};
 use crate::runtime::metrics::{EpochRecord, MetricsLog};
 use crate::runtime::progress::{Progress, WrittenFiles};
 use crate::train::{EpochMetrics, Observer, TrainState, Trainer};
-use ndarray::{s, Array2, Axis};
+use inputs::{data_means, visible_matrices};
+use ndarray::{s, Array2};
+
+mod finetune;
+mod inputs;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -42,6 +43,8 @@ struct Run {
     written: WrittenFiles,
     /// trained parameters by model name
     trained: BTreeMap<String, Params>,
+    /// the parameter names of each trained model, in `Params` order
+    trained_names: BTreeMap<String, Vec<String>>,
     /// which data set each model was trained on
     trained_on: BTreeMap<String, String>,
     /// the model arguments each model was trained with: later items that name the model
@@ -83,6 +86,7 @@ pub fn run(args: &ModelArgs, opts: RunOptions) -> CliResult {
         opts,
         written: WrittenFiles::new(),
         trained: BTreeMap::new(),
+        trained_names: BTreeMap::new(),
         trained_on: BTreeMap::new(),
         trained_args: BTreeMap::new(),
         cache: BTreeMap::new(),
@@ -92,6 +96,7 @@ pub fn run(args: &ModelArgs, opts: RunOptions) -> CliResult {
             Action::Train(t) => run.train(&ex, t)?,
             Action::Sample(s) => run.sample(&ex, s)?,
             Action::Evaluate(e) => run.evaluate(&ex, e)?,
+            Action::Finetune(f) => run.finetune(&ex, f)?,
         }
     }
     println!("{}", run.written.summary());
@@ -127,18 +132,6 @@ impl Run {
         })
     }
 
-    fn load(&mut self, ex: &Experiment, name: &str) -> Result<Dataset, CliError> {
-        if let Some(d) = self.cache.get(name) {
-            return Ok(d.clone());
-        }
-        let spec = ex
-            .data(name)
-            .ok_or_else(|| CliError::new(format!("unknown data `{name}`")))?;
-        let d = load_spec(spec)?;
-        self.cache.insert(name.to_string(), d.clone());
-        Ok(d)
-    }
-
     fn params_of(&self, name: &str, c: &Compiled) -> Result<Params, CliError> {
         if let Some(p) = self.trained.get(name) {
             for (decl, v) in c.model.params.iter().zip(&p.values) {
@@ -165,6 +158,67 @@ impl Run {
         )))
     }
 
+    /// `init = params(W1 = rbm1.W, ...)`: parameters from models trained earlier, element
+    /// by element, with shapes checked.
+    fn transfer(
+        &self,
+        model: &Model,
+        params: &mut Params,
+        inits: &[crate::experiment::ParamInit],
+    ) -> CliResult {
+        for init in inits {
+            let Some(k) = model.params.iter().position(|p| p.name == init.param) else {
+                return Err(CliError::new(format!(
+                    "init: model `{}` has no parameter `{}`",
+                    model.name, init.param
+                )));
+            };
+            let n = model.params[k].n_elems();
+            let mut value = vec![0.0; n];
+            for (scale, src, name) in &init.parts {
+                let trained = self.trained.get(src).ok_or_else(|| {
+                    CliError::new(format!(
+                        "init: model `{src}` has not been trained before this item"
+                    ))
+                })?;
+                let names = &self.trained_names[src];
+                let Some(j) = names.iter().position(|p| p == name) else {
+                    return Err(CliError::new(format!(
+                        "init: trained model `{src}` has no parameter `{name}`"
+                    )));
+                };
+                let v = &trained.values[j];
+                if v.len() != n {
+                    return Err(CliError::new(format!(
+                        "init: `{}` of `{}` has {n} values, `{src}.{name}` has {}",
+                        init.param,
+                        model.name,
+                        v.len()
+                    )));
+                }
+                for (a, b) in value.iter_mut().zip(v) {
+                    *a += scale * b;
+                }
+            }
+            params.values[k] = value;
+            println!(
+                "`{}.{}` initialised from {}",
+                model.name,
+                init.param,
+                init.parts
+                    .iter()
+                    .map(|(k, m, p)| if *k == 1.0 {
+                        format!("{m}.{p}")
+                    } else {
+                        format!("{k} * {m}.{p}")
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" + ")
+            );
+        }
+        Ok(())
+    }
+
     fn train(&mut self, ex: &Experiment, t: &TrainSpec) -> CliResult {
         let c = self.model(&t.target)?;
         let model = &c.model;
@@ -177,9 +231,10 @@ impl Run {
         if let Some(e) = self.opts.epochs {
             cfg.epochs = e;
         }
-        let first = visible_matrices(model, &raw, spec.binarize, 0)?;
+        let first = visible_matrices(model, &raw, &spec, 0)?;
         let means = data_means(model, &first);
-        let params = model.init_params(t.init_seed, Some(&means));
+        let mut params = model.init_params(t.init_seed, Some(&means));
+        self.transfer(model, &mut params, &t.init)?;
         let mut trainer =
             Trainer::new(model, &c.plan, &params, cfg.clone()).map_err(CliError::from)?;
 
@@ -220,7 +275,7 @@ impl Run {
         while trainer.state.epoch < cfg.epochs {
             let epoch = trainer.state.epoch;
             if spec.binarize.varies_per_epoch() && epoch > 0 {
-                data = visible_matrices(model, &raw, spec.binarize, epoch as u64)?;
+                data = visible_matrices(model, &raw, &spec, epoch as u64)?;
             }
             let mut obs = BarObserver {
                 progress: &progress,
@@ -270,6 +325,10 @@ impl Run {
         self.trained
             .insert(model.name.clone(), trainer.params().clone());
         self.trained_on.insert(model.name.clone(), t.data.clone());
+        self.trained_names.insert(
+            model.name.clone(),
+            model.params.iter().map(|p| p.name.clone()).collect(),
+        );
         self.trained_args
             .insert(model.name.clone(), t.target.overrides.clone());
         Ok(())
@@ -330,7 +389,7 @@ impl Run {
                 let d = self.load(ex, name)?;
                 image_shape = d.image_shape;
                 let spec = ex.data(name).expect("checked by interpret");
-                let vis = visible_matrices(model, &d, spec.binarize, 0)?;
+                let vis = visible_matrices(model, &d, spec, 0)?;
                 let mut it = vis.into_iter();
                 for g in model
                     .group_ids()
@@ -421,7 +480,7 @@ impl Run {
         let params = self.params_of(&model.name, &c)?;
         let d = self.load(ex, &e.data)?;
         let spec = ex.data(&e.data).expect("checked by interpret");
-        let vis = visible_matrices(model, &d, spec.binarize, 0)?;
+        let vis = visible_matrices(model, &d, spec, 0)?;
         let exec = Exec::new(model, &c.plan, &params).map_err(CliError::from)?;
         let n = vis[0].nrows();
         println!("evaluate `{}` on `{}` ({n} examples)", model.name, e.data);
@@ -465,7 +524,7 @@ impl Run {
                     Some(name) => {
                         let bd = self.load(ex, name)?;
                         let bspec = ex.data(name).expect("checked by interpret");
-                        visible_matrices(model, &bd, bspec.binarize, 0)?
+                        visible_matrices(model, &bd, bspec, 0)?
                     }
                     None => vis.clone(),
                 };
@@ -575,129 +634,4 @@ fn epoch_record(m: &EpochMetrics, recon: f64) -> EpochRecord {
             ("seconds", m.seconds),
         ],
     )
-}
-
-/// Per-element means of each visible group over the data (for `= logit(mean(v))` inits).
-fn data_means(model: &Model, vis: &[Array2<f32>]) -> Vec<Option<Vec<f64>>> {
-    let mut it = vis.iter();
-    model
-        .group_ids()
-        .map(|g| {
-            if model.group(g).role != Role::Visible {
-                return None;
-            }
-            it.next().map(|m| {
-                m.mean_axis(Axis(0))
-                    .map(|a| a.iter().map(|&x| x as f64).collect())
-                    .unwrap_or_default()
-            })
-        })
-        .collect()
-}
-
-/// The data as one matrix per visible group: the features for the first, one-hot labels for a
-/// categorical second group (a classification RBM's label units).
-fn visible_matrices(
-    model: &Model,
-    d: &Dataset,
-    bin: Binarize,
-    epoch: u64,
-) -> Result<Vec<Array2<f32>>, CliError> {
-    let vis: Vec<GroupId> = model
-        .group_ids()
-        .filter(|&g| model.group(g).role == Role::Visible)
-        .collect();
-    let Some(&first) = vis.first() else {
-        return Err(CliError::new(format!(
-            "model `{}` has no visible group to train on",
-            model.name
-        )));
-    };
-    let g = model.group(first);
-    d.check_width(&g.name, g.n_elems())?;
-    let mut out = vec![bin.apply(d.x.view(), epoch)?];
-    for &gid in &vis[1..] {
-        let g = model.group(gid);
-        match (&d.labels, g.domain) {
-            (Some(labels), Domain::Categorical) if g.n_vars() == 1 => {
-                let k = g.n_states();
-                let mut m = Array2::<f32>::zeros((labels.len(), k));
-                for (r, &l) in labels.iter().enumerate() {
-                    if (l as usize) >= k {
-                        return Err(CliError::new(format!(
-                            "label {l} does not fit the {k} states of `{}`",
-                            g.name
-                        )));
-                    }
-                    m[(r, l as usize)] = 1.0;
-                }
-                out.push(m);
-            }
-            _ => {
-                return Err(CliError::new(format!(
-                    "model `{}` has a second visible group `{}`; only one-hot label groups can be filled from data labels",
-                    model.name, g.name
-                )))
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// Loads a data spec: source, scaling, `take`. Binarization is applied per use (per epoch).
-fn load_spec(spec: &DataSpec) -> Result<Dataset, CliError> {
-    let mut d = match spec.source.as_ref() {
-        Source::Idx { images, labels } => data::load_mnist(images, labels.as_deref())?,
-        Source::Npy { path } => data::load_npy(path)?,
-        Source::Npz { path, array } => data::load_npz(path, array, None)?,
-        Source::Csv { path, label_last } => data::load_csv(
-            path,
-            if *label_last {
-                LabelColumn::Last
-            } else {
-                LabelColumn::None
-            },
-        )?,
-        Source::Concat(parts) => {
-            let ds: Vec<Dataset> = parts.iter().map(load_spec).collect::<Result<_, _>>()?;
-            concat(ds)?
-        }
-    };
-    if spec.divide_by != 1.0 {
-        d.scale(spec.divide_by);
-    }
-    if let Some(n) = spec.take {
-        let idx: Vec<usize> = (0..n.min(d.n_examples())).collect();
-        d = d.select(&idx);
-    }
-    Ok(d)
-}
-
-fn concat(ds: Vec<Dataset>) -> Result<Dataset, CliError> {
-    let first = ds
-        .first()
-        .ok_or_else(|| CliError::new("concat() needs at least one data set"))?;
-    let cols = first.n_features();
-    if let Some(bad) = ds.iter().find(|d| d.n_features() != cols) {
-        return Err(CliError::new(format!(
-            "concat(): data sets have {cols} and {} columns",
-            bad.n_features()
-        )));
-    }
-    let views: Vec<_> = ds.iter().map(|d| d.x.view()).collect();
-    let x = ndarray::concatenate(Axis(0), &views).map_err(|e| CliError::new(e.to_string()))?;
-    let labels = if ds.iter().all(|d| d.labels.is_some()) {
-        Some(
-            ds.iter()
-                .flat_map(|d| d.labels.clone().unwrap_or_default())
-                .collect(),
-        )
-    } else {
-        None
-    };
-    Ok(Dataset {
-        x,
-        labels,
-        image_shape: first.image_shape,
-    })
 }

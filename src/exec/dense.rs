@@ -1,0 +1,255 @@
+//! Dense contractions of the JIT back end, chosen per call from the operands' shape and
+//! content: a product with a sampled binary state is a sum of selected rows (MNIST is ~13 %
+//! ones), which beats a dense GEMM below `SPARSE_MAX` density; otherwise the GEMM
+//! (matrixmultiply). Both split their work over threads by output rows.
+//!
+//! Invariant: every output element is accumulated in an order that does not depend on the
+//! thread count (rows are split, never the reduction), so results are bit-identical for any
+//! `threads`; the sparse and dense forms agree to f32 rounding.
+
+use ndarray::linalg::general_mat_mul;
+use ndarray::{s, Array2, ArrayView2, ArrayViewMut2};
+
+/// Density of ones below which a selected-rows sum replaces the GEMM (measured with
+/// `cargo bench --bench jit -- sparse`: at 784x500x100 the sum of selected rows wins up to
+/// roughly this density).
+pub const SPARSE_MAX: f64 = 0.3;
+
+/// Multiply-adds below which splitting over threads does not pay.
+const MIN_PAR_MACS: usize = 1 << 21;
+
+/// Per row of `x`, the columns holding 1, when every entry is 0 or 1 and the density of ones
+/// is below `SPARSE_MAX`; `None` otherwise.
+pub fn active_rows(x: &ArrayView2<f32>) -> Option<Vec<Vec<u32>>> {
+    let (m, k) = x.dim();
+    if m * k == 0 {
+        return None;
+    }
+    let cap = (SPARSE_MAX * (m * k) as f64) as usize;
+    let mut total = 0usize;
+    let mut out = Vec::with_capacity(m);
+    for row in x.rows() {
+        let mut act = Vec::new();
+        for (i, &v) in row.iter().enumerate() {
+            if v == 1.0 {
+                act.push(i as u32);
+            } else if v != 0.0 {
+                return None;
+            }
+        }
+        total += act.len();
+        if total > cap {
+            return None;
+        }
+        out.push(act);
+    }
+    Some(out)
+}
+
+/// `dst += alpha * sum_{i in act} src[i, :]` (rows of a standard-layout matrix).
+#[inline(always)]
+fn add_rows_body(dst: &mut [f32], src: &[f32], n: usize, act: &[u32], alpha: f32) {
+    let mut it = act.chunks_exact(4);
+    for q in &mut it {
+        let r0 = &src[q[0] as usize * n..][..n];
+        let r1 = &src[q[1] as usize * n..][..n];
+        let r2 = &src[q[2] as usize * n..][..n];
+        let r3 = &src[q[3] as usize * n..][..n];
+        let d = &mut dst[..n];
+        for j in 0..n {
+            d[j] += alpha * ((r0[j] + r1[j]) + (r2[j] + r3[j]));
+        }
+    }
+    for &i in it.remainder() {
+        let r = &src[i as usize * n..][..n];
+        let d = &mut dst[..n];
+        for j in 0..n {
+            d[j] += alpha * r[j];
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn add_rows_avx2(dst: &mut [f32], src: &[f32], n: usize, act: &[u32], alpha: f32) {
+    add_rows_body(dst, src, n, act, alpha)
+}
+
+fn add_rows(dst: &mut [f32], src: &[f32], n: usize, act: &[u32], alpha: f32) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU has the features the function was compiled for.
+        return unsafe { add_rows_avx2(dst, src, n, act, alpha) };
+    }
+    add_rows_body(dst, src, n, act, alpha)
+}
+
+/// `dst[i, :] += w_r * y[r, :]` for every row `r` and active column `i` of row `r` with
+/// `lo <= i < hi` (`dst` holds rows `lo..hi`).
+#[inline(always)]
+fn outer_body(
+    dst: &mut [f32],
+    lo: usize,
+    hi: usize,
+    acts: &[Vec<u32>],
+    y: &[f32],
+    n: usize,
+    w: &[f32],
+) {
+    for (r, act) in acts.iter().enumerate() {
+        let yr = &y[r * n..][..n];
+        let wr = w[r];
+        for &i in act {
+            let i = i as usize;
+            if i < lo || i >= hi {
+                continue;
+            }
+            let d = &mut dst[(i - lo) * n..][..n];
+            for j in 0..n {
+                d[j] += wr * yr[j];
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn outer_avx2(
+    dst: &mut [f32],
+    lo: usize,
+    hi: usize,
+    acts: &[Vec<u32>],
+    y: &[f32],
+    n: usize,
+    w: &[f32],
+) {
+    outer_body(dst, lo, hi, acts, y, n, w)
+}
+
+fn outer(dst: &mut [f32], lo: usize, hi: usize, acts: &[Vec<u32>], y: &[f32], n: usize, w: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU has the features the function was compiled for.
+        return unsafe { outer_avx2(dst, lo, hi, acts, y, n, w) };
+    }
+    outer_body(dst, lo, hi, acts, y, n, w)
+}
+
+fn split(n: usize, parts: usize) -> Vec<(usize, usize)> {
+    (0..parts)
+        .map(|t| (n * t / parts, n * (t + 1) / parts))
+        .filter(|(a, b)| b > a)
+        .collect()
+}
+
+/// `acc += alpha * x · m` (`x`: `[rows, k]`, `m`: `[k, n]`), as selected rows of `m` when
+/// `x` is a sparse 0/1 matrix, else a GEMM; rows split over `threads`.
+pub fn acc_xm(
+    alpha: f32,
+    x: &ArrayView2<f32>,
+    m: &ArrayView2<f32>,
+    acc: &mut Array2<f32>,
+    threads: usize,
+) {
+    let (rows, k) = x.dim();
+    let n = m.ncols();
+    assert_eq!(m.nrows(), k, "inner dimensions");
+    assert_eq!(acc.dim(), (rows, n), "output shape");
+    let threads = if rows * k * n < MIN_PAR_MACS {
+        1
+    } else {
+        threads.clamp(1, rows.max(1))
+    };
+    if let Some((acts, ms)) = m.as_slice().and_then(|ms| Some((active_rows(x)?, ms))) {
+        let out = acc.as_slice_mut().expect("standard layout");
+        let parts = split(rows, threads);
+        if parts.len() <= 1 {
+            for (r, act) in acts.iter().enumerate() {
+                add_rows(&mut out[r * n..(r + 1) * n], ms, n, act, alpha);
+            }
+            return;
+        }
+        std::thread::scope(|s| {
+            let mut rest = out;
+            for &(a, b) in &parts {
+                let (mine, tail) = rest.split_at_mut((b - a) * n);
+                rest = tail;
+                let acts = &acts[a..b];
+                s.spawn(move || {
+                    for (r, act) in acts.iter().enumerate() {
+                        add_rows(&mut mine[r * n..(r + 1) * n], ms, n, act, alpha);
+                    }
+                });
+            }
+        });
+        return;
+    }
+    gemm_rows(alpha, x, m, acc.view_mut(), threads);
+}
+
+/// `c += alpha * a · b` with the rows of `a` / `c` split over `threads`.
+pub fn gemm_rows(
+    alpha: f32,
+    a: &ArrayView2<f32>,
+    b: &ArrayView2<f32>,
+    mut c: ArrayViewMut2<f32>,
+    threads: usize,
+) {
+    let rows = a.nrows();
+    let parts = split(rows, threads);
+    if parts.len() <= 1 {
+        general_mat_mul(alpha, a, b, 1.0, &mut c);
+        return;
+    }
+    std::thread::scope(|s| {
+        let mut rest = c;
+        for &(lo, hi) in &parts {
+            let (mut mine, tail) = rest.split_at(ndarray::Axis(0), hi - lo);
+            rest = tail;
+            let a = a.slice(s![lo..hi, ..]);
+            s.spawn(move || general_mat_mul(alpha, &a, b, 1.0, &mut mine));
+        }
+    });
+}
+
+/// `g += sum_r w[r] * x[r, :]ᵀ y[r, :]` (`g`: `[ka, kb]`): selected rows when `x` is a sparse
+/// 0/1 matrix, else a GEMM of `x` scaled by `w`; output rows split over `threads`.
+pub fn acc_xty(
+    x: &ArrayView2<f32>,
+    y: &ArrayView2<f32>,
+    w: &[f32],
+    g: &mut Array2<f32>,
+    threads: usize,
+) {
+    let (rows, ka) = x.dim();
+    let kb = y.ncols();
+    assert_eq!(y.nrows(), rows, "one weight row per batch row");
+    assert_eq!(g.dim(), (ka, kb), "gradient shape");
+    let threads = if rows * ka * kb < MIN_PAR_MACS {
+        1
+    } else {
+        threads.clamp(1, ka.max(1))
+    };
+    if let Some((acts, ys)) = y.as_slice().and_then(|ys| Some((active_rows(x)?, ys))) {
+        let out = g.as_slice_mut().expect("standard layout");
+        let parts = split(ka, threads);
+        if parts.len() <= 1 {
+            outer(out, 0, ka, &acts, ys, kb, w);
+            return;
+        }
+        std::thread::scope(|s| {
+            let mut rest = out;
+            for &(lo, hi) in &parts {
+                let (mine, tail) = rest.split_at_mut((hi - lo) * kb);
+                rest = tail;
+                let acts = &acts;
+                s.spawn(move || outer(mine, lo, hi, acts, ys, kb, w));
+            }
+        });
+        return;
+    }
+    let wa = ndarray::ArrayView1::from(w);
+    let xw = x * &wa.insert_axis(ndarray::Axis(1));
+    let xt = xw.t();
+    gemm_rows(1.0, &xt, y, g.view_mut(), threads);
+}

@@ -1,0 +1,680 @@
+//! The executor's JIT back end: which generated kernels draw (or average) each group, and
+//! the calls into them. Per binary or spin group the route is fixed when the executor is
+//! built (`Exec::jit_route`):
+//! - `Dense`: the group's terms are biases and dense contractions: the GEMMs accumulate
+//!   `acc = -X M`, and one generated pass does bias + sigmoid + Bernoulli/spin draw (or the
+//!   mean, for mean field and Rao-Blackwellised statistics);
+//! - `FieldKernel`: other terms (lattices, convolutions, laterals, three-way): a generated
+//!   affine-index field kernel computes `z`, then the same generated epilogue;
+//! - `RustField(why)`: no field kernel for this term shape: the executor's Rust fields, then
+//!   the generated epilogue;
+//! - `Fallback(why)`: no generated code (categorical and Gaussian groups): the Rust sampler.
+//!
+//! Invariant: the JIT back end consumes exactly the random numbers the Rust sampler does
+//! (counter-based, see `exec::rng`), so for equal fields both back ends draw the same states
+//! (up to ties `|u - p|` of f32 rounding), whatever the thread count. Tempered calls and
+//! batches carrying second moments take `RustField`'s path. A kernel that fails to compile
+//! is recorded (`Exec::jit_errors`) and that call falls back to the Rust sampler.
+
+use super::dense;
+use super::family::{mean_of, sample_into};
+use super::{Batch, Exec, Fields, Rngs, Temper};
+use crate::derive::plan::Family;
+use crate::ir::{Domain, GroupId};
+use crate::jit::{Arg, JitConfig, JitModule};
+use crate::kernel::build::{epilogue, epilogue_mean, EpilogueFamily};
+use crate::kernel::lattice::{self, CoefBuf};
+use crate::kernel::{Kernel, RngArgs};
+use crate::lower::{FieldOp, TermKind};
+use ndarray::Array2;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Which code runs the executor's per-unit work.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Backend {
+    /// generated kernels where the route allows, Rust elsewhere (the default)
+    #[default]
+    Jit,
+    /// the executor's plain Rust code only (`--backend interp`)
+    Interp,
+}
+
+impl std::str::FromStr for Backend {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "jit" => Ok(Backend::Jit),
+            "interp" => Ok(Backend::Interp),
+            other => Err(format!(
+                "unknown backend `{other}` (expected `jit` or `interp`)"
+            )),
+        }
+    }
+}
+
+static DEFAULT_BACKEND: AtomicU8 = AtomicU8::new(0);
+
+/// Sets the back end every later `Exec::new` starts with (the CLI's `--backend`).
+pub fn set_default_backend(b: Backend) {
+    DEFAULT_BACKEND.store(
+        match b {
+            Backend::Jit => 0,
+            Backend::Interp => 1,
+        },
+        Ordering::Relaxed,
+    );
+}
+
+pub fn default_backend() -> Backend {
+    match DEFAULT_BACKEND.load(Ordering::Relaxed) {
+        0 => Backend::Jit,
+        _ => Backend::Interp,
+    }
+}
+
+/// Worker threads an executor uses: `EBMC_THREADS`, else the machine's cores.
+pub fn default_threads() -> usize {
+    std::env::var("EBMC_THREADS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .filter(|&n: &usize| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+/// How the JIT back end handles one group (see the module doc).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Route {
+    Dense,
+    FieldKernel,
+    RustField(String),
+    Fallback(String),
+}
+
+impl Route {
+    /// Whether generated code draws this group.
+    pub fn generated(&self) -> bool {
+        !matches!(self, Route::Fallback(_))
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum KernelKey {
+    Draw { spin: bool, rows: usize, n: usize },
+    Mean { spin: bool, rows: usize, n: usize },
+    Field { group: usize, rows: usize },
+}
+
+/// A compiled kernel with its coefficient buffers (field kernels).
+type Compiled = Arc<(JitModule, Vec<CoefBuf>)>;
+
+/// Routes, parameter tables and compiled kernels of one executor.
+pub(super) struct JitState {
+    pub routes: Vec<Route>,
+    /// per group: `-(sum of its bias rows)` (the epilogue's `bias`)
+    pub neg_bias: Vec<Vec<f32>>,
+    /// per term: coefficient values as field kernels read them (instance order; one value
+    /// when uniform), for terms touching a `FieldKernel` group
+    pub term_values: Vec<Option<Vec<f32>>>,
+    cache: Mutex<BTreeMap<KernelKey, Compiled>>,
+    errors: Mutex<Vec<String>>,
+}
+
+impl JitState {
+    pub fn new(
+        ex_model: &crate::ir::Model,
+        plan: &crate::derive::plan::Plan,
+        low: &crate::lower::Lowered,
+    ) -> Self {
+        let routes = ex_model
+            .group_ids()
+            .map(|g| route_of(ex_model, plan, low, g))
+            .collect();
+        JitState {
+            routes,
+            neg_bias: Vec::new(),
+            term_values: Vec::new(),
+            cache: Mutex::new(BTreeMap::new()),
+            errors: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+fn epi_family(f: Family) -> Option<EpilogueFamily> {
+    match f {
+        Family::Bernoulli => Some(EpilogueFamily::Bernoulli),
+        Family::Spin => Some(EpilogueFamily::Spin),
+        _ => None,
+    }
+}
+
+fn route_of(
+    model: &crate::ir::Model,
+    plan: &crate::derive::plan::Plan,
+    low: &crate::lower::Lowered,
+    g: GroupId,
+) -> Route {
+    let fam = plan.conditionals[g.idx()].family;
+    if epi_family(fam).is_none() {
+        return Route::Fallback(format!("{fam:?} conditional: no generated sampler (Rust)"));
+    }
+    let dense_only = low.fields[g.idx()].iter().all(|op| {
+        matches!(
+            op,
+            FieldOp::Bias {
+                precision: false,
+                ..
+            } | FieldOp::DenseA { .. }
+                | FieldOp::DenseB { .. }
+        )
+    });
+    if dense_only {
+        return Route::Dense;
+    }
+    match lattice::field_kernel(model, g, 1) {
+        Ok(_) => Route::FieldKernel,
+        Err(e) => Route::RustField(e.to_string()),
+    }
+}
+
+/// What a member's draw starts from.
+enum Pre {
+    /// `z = acc + bias`, drawn by generated code
+    Jit { acc: Array2<f32>, bias: Vec<f32> },
+    /// Rust fields and sampler
+    Rust(Fields),
+}
+
+impl Exec<'_> {
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Chooses the back end (results agree up to f32 rounding ties; see `exec::jit`).
+    pub fn set_backend(&mut self, b: Backend) {
+        self.backend = b;
+    }
+
+    /// Worker threads for generated kernels (results do not depend on it).
+    pub fn set_threads(&mut self, n: usize) {
+        self.threads = n.max(1);
+    }
+
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// The JIT route of group `g`.
+    pub fn jit_route(&self, g: GroupId) -> &Route {
+        &self.jit.routes[g.idx()]
+    }
+
+    /// Kernels that failed to compile (their calls ran the Rust path).
+    pub fn jit_errors(&self) -> Vec<String> {
+        self.jit.errors.lock().expect("jit error log").clone()
+    }
+
+    /// Rebuilds the JIT's parameter tables (called by `set_params`).
+    pub(super) fn rebuild_jit_tables(&mut self) {
+        let low = &self.lowered;
+        let mut neg_bias = Vec::with_capacity(low.sizes.len());
+        for (gi, ops) in low.fields.iter().enumerate() {
+            let mut nb = vec![0.0f32; low.sizes[gi].0];
+            for op in ops {
+                if let FieldOp::Bias {
+                    term,
+                    precision: false,
+                } = op
+                {
+                    let row = self.tables.rows[*term].as_ref().expect("bias row");
+                    for (a, &r) in nb.iter_mut().zip(row.iter()) {
+                        *a -= r;
+                    }
+                }
+            }
+            neg_bias.push(nb);
+        }
+        let mut term_values = vec![None; low.terms.len()];
+        for g in self.model.group_ids() {
+            if self.jit.routes[g.idx()] != Route::FieldKernel {
+                continue;
+            }
+            for (ti, t) in self.model.terms.iter().enumerate() {
+                if term_values[ti].is_some() || !t.units.iter().any(|u| u.group == g) {
+                    continue;
+                }
+                let vals: Vec<f32> = match &low.terms[ti].kind {
+                    TermKind::Dense { .. } => self.tables.mats[ti]
+                        .as_ref()
+                        .expect("dense table")
+                        .iter()
+                        .copied()
+                        .collect(),
+                    _ => self.tables.coef[ti].clone(),
+                };
+                let vals = if lattice::uniform_coef(&t.coef) {
+                    vec![vals.first().copied().unwrap_or(0.0)]
+                } else {
+                    vals
+                };
+                term_values[ti] = Some(vals);
+            }
+        }
+        self.jit.neg_bias = neg_bias;
+        self.jit.term_values = term_values;
+    }
+
+    fn module(&self, key: KernelKey) -> Option<Compiled> {
+        let mut cache = self.jit.cache.lock().expect("jit cache");
+        if let Some(m) = cache.get(&key) {
+            return Some(m.clone());
+        }
+        let fam = |spin: bool| {
+            if spin {
+                EpilogueFamily::Spin
+            } else {
+                EpilogueFamily::Bernoulli
+            }
+        };
+        let built: Result<(Kernel, Vec<CoefBuf>), String> = match key {
+            KernelKey::Draw { spin, rows, n } => Ok((epilogue(rows, n, fam(spin)), vec![])),
+            KernelKey::Mean { spin, rows, n } => Ok((epilogue_mean(rows, n, fam(spin)), vec![])),
+            KernelKey::Field { group, rows } => {
+                lattice::field_kernel(self.model, GroupId(group as u32), rows)
+                    .map_err(|e| e.to_string())
+            }
+        };
+        let compiled = built.and_then(|(k, coefs)| {
+            JitModule::compile(&[k], JitConfig::default())
+                .map(|m| Arc::new((m, coefs)))
+                .map_err(|e| e.to_string())
+        });
+        match compiled {
+            Ok(m) => {
+                cache.insert(key, m.clone());
+                Some(m)
+            }
+            Err(e) => {
+                self.jit.errors.lock().expect("jit error log").push(e);
+                None
+            }
+        }
+    }
+
+    /// `-X M` summed over the dense terms of `g` (its biases left to the epilogue).
+    fn dense_acc(&self, g: GroupId, b: &Batch) -> Array2<f32> {
+        let m = b.rows();
+        let n = self.lowered.sizes[g.idx()].0;
+        let mut acc = Array2::<f32>::zeros((m, n));
+        for op in &self.lowered.fields[g.idx()] {
+            match op {
+                FieldOp::DenseA { term } => {
+                    let TermKind::Dense { gb, .. } = self.lowered.terms[*term].kind else {
+                        unreachable!("DenseA points at a dense term")
+                    };
+                    let mat = self.tables.mats[*term].as_ref().expect("dense table");
+                    dense::acc_xm(
+                        -1.0,
+                        &b.x[gb.idx()].view(),
+                        &mat.t(),
+                        &mut acc,
+                        self.threads,
+                    );
+                }
+                FieldOp::DenseB { term } => {
+                    let TermKind::Dense { ga, .. } = self.lowered.terms[*term].kind else {
+                        unreachable!("DenseB points at a dense term")
+                    };
+                    let mat = self.tables.mats[*term].as_ref().expect("dense table");
+                    dense::acc_xm(
+                        -1.0,
+                        &b.x[ga.idx()].view(),
+                        &mat.view(),
+                        &mut acc,
+                        self.threads,
+                    );
+                }
+                FieldOp::Bias { .. } => {}
+                FieldOp::Generic { .. } => unreachable!("Dense route has no generic terms"),
+            }
+        }
+        acc
+    }
+
+    /// `z` of `g` from its generated field kernel.
+    fn kernel_field(&self, g: GroupId, b: &Batch) -> Option<Array2<f32>> {
+        let m = b.rows();
+        let n = self.lowered.sizes[g.idx()].0;
+        let module = self.module(KernelKey::Field {
+            group: g.idx(),
+            rows: m,
+        })?;
+        let (jit, coefs) = &*module;
+        let k = jit.kernel(0);
+        let mut z = Array2::<f32>::zeros((m, n));
+        let zs = z.as_slice_mut().expect("standard layout");
+        let mut args: Vec<Arg> = vec![Arg::Out(zs)];
+        let mut cb = coefs.iter();
+        for buf in &k.bufs[1..] {
+            match buf.name.strip_prefix("x_") {
+                Some(name) => {
+                    let h = self
+                        .model
+                        .group_id(name)
+                        .expect("field kernels name state buffers after groups");
+                    args.push(Arg::In(b.x[h.idx()].as_slice().expect("standard layout")))
+                }
+                None => {
+                    let c = cb.next().expect("one table per coefficient buffer");
+                    let vals = self.jit.term_values[c.term.idx()]
+                        .as_deref()
+                        .expect("term values of a FieldKernel group");
+                    args.push(Arg::In(vals));
+                }
+            }
+        }
+        match jit.run_args(0, &mut args, RngArgs::default(), self.threads) {
+            Ok(()) => Some(z),
+            Err(e) => {
+                self.jit
+                    .errors
+                    .lock()
+                    .expect("jit error log")
+                    .push(e.to_string());
+                None
+            }
+        }
+    }
+
+    /// The input of a draw or mean of `g`: generated code's `acc + bias`, or Rust fields.
+    fn pre(&self, g: GroupId, b: &Batch, temper: Option<&Temper>, mean: bool) -> Pre {
+        let route = &self.jit.routes[g.idx()];
+        if self.backend != Backend::Jit || !route.generated() {
+            return Pre::Rust(self.tempered_fields(g, b, temper));
+        }
+        let (m, n) = (b.rows(), self.lowered.sizes[g.idx()].0);
+        let spin = self.family(g) == Family::Spin;
+        let key = if mean {
+            KernelKey::Mean { spin, rows: m, n }
+        } else {
+            KernelKey::Draw { spin, rows: m, n }
+        };
+        if self.module(key).is_none() {
+            // compile failure (recorded): the Rust path, same random numbers
+            return Pre::Rust(self.tempered_fields(g, b, temper));
+        }
+        if temper.is_none() {
+            match route {
+                Route::Dense => {
+                    return Pre::Jit {
+                        acc: self.dense_acc(g, b),
+                        bias: self.jit.neg_bias[g.idx()].clone(),
+                    }
+                }
+                // second moments replace x^2 in the Rust fields only
+                Route::FieldKernel if b.sq.iter().all(|s| s.is_none()) => {
+                    if let Some(z) = self.kernel_field(g, b) {
+                        return Pre::Jit {
+                            acc: z,
+                            bias: vec![0.0; n],
+                        };
+                    }
+                }
+                _ => {}
+            }
+        }
+        let f = self.tempered_fields(g, b, temper);
+        Pre::Jit {
+            acc: f.z,
+            bias: vec![0.0; n],
+        }
+    }
+
+    /// Draws member `g` (variables `vars`, all when `None`) into `out` from `pre`.
+    fn draw_pre(
+        &self,
+        g: GroupId,
+        pre: Pre,
+        out: &mut Array2<f32>,
+        vars: Option<&[usize]>,
+        rngs: &mut Rngs,
+    ) {
+        let k = self.lowered.sizes[g.idx()].1;
+        let fam = self.family(g);
+        match pre {
+            Pre::Rust(f) => sample_into(fam, &f, k, out, vars, rngs),
+            Pre::Jit { acc, bias } => {
+                let (m, n) = acc.dim();
+                assert_eq!(rngs.len(), m, "one random stream per row");
+                let spin = fam == Family::Spin;
+                let module = self
+                    .module(KernelKey::Draw { spin, rows: m, n })
+                    .expect("`pre` compiled the epilogue");
+                let call = rngs.next_call();
+                let mut p = vec![0.0f32; m * n];
+                let acc = acc.as_slice().expect("standard layout");
+                let res = match vars {
+                    None => {
+                        let xs = out.as_slice_mut().expect("standard layout");
+                        module.0.run_args(
+                            0,
+                            &mut [Arg::In(acc), Arg::In(&bias), Arg::Out(&mut p), Arg::Out(xs)],
+                            call,
+                            self.threads,
+                        )
+                    }
+                    Some(vs) => {
+                        let mut x = vec![0.0f32; m * n];
+                        let r = module.0.run_args(
+                            0,
+                            &mut [
+                                Arg::In(acc),
+                                Arg::In(&bias),
+                                Arg::Out(&mut p),
+                                Arg::Out(&mut x),
+                            ],
+                            call,
+                            self.threads,
+                        );
+                        for row in 0..m {
+                            for &e in vs {
+                                out[(row, e)] = x[row * n + e];
+                            }
+                        }
+                        r
+                    }
+                };
+                // sizes were built from the same dims: a mismatch is a bug
+                res.expect("epilogue buffers match their declaration");
+            }
+        }
+    }
+
+    /// A block step on the JIT back end (`gibbs_block` dispatches here).
+    pub(super) fn gibbs_block_jit(
+        &self,
+        members: &[&crate::analysis::BlockMember],
+        b: &mut Batch,
+        rngs: &mut Rngs,
+        temper: Option<&Temper>,
+    ) {
+        let pres: Vec<Pre> = members
+            .iter()
+            .map(|mb| self.pre(mb.group, b, temper, false))
+            .collect();
+        for (mb, pre) in members.iter().zip(pres) {
+            let g = mb.group;
+            let mut out = std::mem::take(&mut b.x[g.idx()]);
+            self.draw_pre(g, pre, &mut out, mb.elems.as_deref(), rngs);
+            b.x[g.idx()] = out;
+            b.sq[g.idx()] = None;
+        }
+    }
+
+    /// Conditional means (and second moments) of `g` given the rest of `b`: generated code
+    /// for routed binary/spin groups on the JIT back end, else `mean_of` on Rust fields.
+    pub(super) fn moments(
+        &self,
+        g: GroupId,
+        b: &Batch,
+        temper: Option<&Temper>,
+    ) -> (Array2<f32>, Option<Array2<f32>>) {
+        let k = self.lowered.sizes[g.idx()].1;
+        match self.pre(g, b, temper, true) {
+            Pre::Rust(f) => mean_of(self.family(g), &f, k),
+            Pre::Jit { acc, bias } => {
+                let (m, n) = acc.dim();
+                let spin = self.family(g) == Family::Spin;
+                let module = self
+                    .module(KernelKey::Mean { spin, rows: m, n })
+                    .expect("`pre` compiled the mean kernel");
+                let mut p = Array2::<f32>::zeros((m, n));
+                module
+                    .0
+                    .run_args(
+                        0,
+                        &mut [
+                            Arg::In(acc.as_slice().expect("standard layout")),
+                            Arg::In(&bias),
+                            Arg::Out(p.as_slice_mut().expect("standard layout")),
+                        ],
+                        RngArgs::default(),
+                        self.threads,
+                    )
+                    .expect("mean buffers match their declaration");
+                (p, None)
+            }
+        }
+    }
+}
+
+impl Exec<'_> {
+    /// `mean(acc + bias)` by the generated mean kernel.
+    fn run_mean(&self, spin: bool, acc: &Array2<f32>, bias: &[f32]) -> Option<Array2<f32>> {
+        let (m, n) = acc.dim();
+        let module = self.module(KernelKey::Mean { spin, rows: m, n })?;
+        let mut p = Array2::<f32>::zeros((m, n));
+        module
+            .0
+            .run_args(
+                0,
+                &mut [
+                    Arg::In(acc.as_slice().expect("standard layout")),
+                    Arg::In(bias),
+                    Arg::Out(p.as_slice_mut().expect("standard layout")),
+                ],
+                RngArgs::default(),
+                self.threads,
+            )
+            .expect("mean buffers match their declaration");
+        Some(p)
+    }
+
+    /// `acc += -X_o M` for the dense terms of `g` whose other group `o` satisfies `pick(o)`.
+    fn dense_part(
+        &self,
+        g: GroupId,
+        b: &Batch,
+        acc: &mut Array2<f32>,
+        pick: &dyn Fn(GroupId) -> bool,
+    ) {
+        for op in &self.lowered.fields[g.idx()] {
+            let (term, other, transposed) = match op {
+                FieldOp::DenseA { term } => match self.lowered.terms[*term].kind {
+                    TermKind::Dense { gb, .. } => (*term, gb, true),
+                    _ => unreachable!("DenseA points at a dense term"),
+                },
+                FieldOp::DenseB { term } => match self.lowered.terms[*term].kind {
+                    TermKind::Dense { ga, .. } => (*term, ga, false),
+                    _ => unreachable!("DenseB points at a dense term"),
+                },
+                _ => continue,
+            };
+            if !pick(other) {
+                continue;
+            }
+            let mat = self.tables.mats[term].as_ref().expect("dense table");
+            let mv = if transposed { mat.t() } else { mat.view() };
+            dense::acc_xm(-1.0, &b.x[other.idx()].view(), &mv, acc, self.threads);
+        }
+    }
+
+    /// Mean field when every block member is a whole `Dense`-route binary/spin group: the
+    /// clamped groups' contribution to each field is computed once (a sum of selected rows
+    /// for binary data), each iteration adds only the contractions with updated groups and
+    /// runs the generated mean kernel. `None` when the shape does not fit (the caller then
+    /// runs the general loop). Same updates, order and stopping rule as `Exec::mean_field`.
+    pub(super) fn mean_field_dense(&self, b: &mut Batch) -> Option<usize> {
+        let mf = &self.plan.meanfield;
+        if self.backend != Backend::Jit || mf.needs_second_moments {
+            return None;
+        }
+        let mut hidden: Vec<GroupId> = Vec::new();
+        for bl in &mf.blocks {
+            for mb in &bl.members {
+                let fam = self.family(mb.group);
+                if mb.elems.is_some()
+                    || self.jit.routes[mb.group.idx()] != Route::Dense
+                    || epi_family(fam).is_none()
+                    || hidden.contains(&mb.group)
+                {
+                    return None;
+                }
+                hidden.push(mb.group);
+            }
+        }
+        let m = b.rows();
+        let is_hidden = |g: GroupId| hidden.contains(&g);
+        let mut base = Vec::with_capacity(hidden.len());
+        for &g in &hidden {
+            let n = self.lowered.sizes[g.idx()].0;
+            let mut acc = Array2::<f32>::zeros((m, n));
+            self.dense_part(g, b, &mut acc, &|o| !is_hidden(o));
+            base.push(acc);
+            let init = if self.family(g) == Family::Spin {
+                0.0
+            } else {
+                0.5
+            };
+            b.x[g.idx()] = Array2::from_elem((m, n), init);
+            b.sq[g.idx()] = None;
+        }
+        let damping = mf.damping as f32;
+        for it in 0..mf.iters {
+            let mut change = 0.0f32;
+            for bl in &mf.blocks {
+                let mut news = Vec::with_capacity(bl.members.len());
+                for mb in &bl.members {
+                    let g = mb.group;
+                    let k = hidden.iter().position(|&h| h == g).expect("a member");
+                    let mut acc = base[k].clone();
+                    self.dense_part(g, b, &mut acc, &is_hidden);
+                    let spin = self.family(g) == Family::Spin;
+                    news.push(self.run_mean(spin, &acc, &self.jit.neg_bias[g.idx()])?);
+                }
+                for (mb, new) in bl.members.iter().zip(news) {
+                    let old = &mut b.x[mb.group.idx()];
+                    let (o, nw) = (
+                        old.as_slice_mut().expect("standard layout"),
+                        new.as_slice().expect("standard layout"),
+                    );
+                    for (x, &y) in o.iter_mut().zip(nw) {
+                        let nv = damping * *x + (1.0 - damping) * y;
+                        change = change.max((nv - *x).abs());
+                        *x = nv;
+                    }
+                }
+            }
+            if (change as f64) < mf.tol {
+                return Some(it + 1);
+            }
+        }
+        Some(mf.iters)
+    }
+}
+
+/// Whether `d` is a domain the generated epilogues draw.
+pub fn jit_domain(d: Domain) -> bool {
+    matches!(d, Domain::Binary | Domain::Spin)
+}
