@@ -734,3 +734,105 @@ fn rbm_stack_chains_into_a_dbn_mlp() {
         Err(MlpError::DbmDepth { n_hidden: 1 })
     ));
 }
+
+// ---------------------------------------------------------------- GEMM
+
+/// The MLP's GEMM (AVX-512 here when the CPU has it) against an f64 triple loop: edge tiles,
+/// several cache blocks in every dimension, transposed and sliced operands, alpha and beta,
+/// and `beta = 0` over a NaN-filled C.
+#[test]
+fn gemm_matches_a_triple_loop_on_every_tile_shape() {
+    use ebmc::mlp::gemm::{backend, sgemm};
+    eprintln!("gemm backend: {}", backend());
+    let mut rng = StdRng::seed_from_u64(4);
+    let dims: &[(usize, usize, usize)] = &[
+        (1, 1, 1),
+        (3, 5, 2),
+        (10, 32, 7),
+        (11, 33, 1),
+        (9, 31, 300),
+        (100, 500, 20),
+        (121, 17, 257),
+        (250, 1100, 3),
+        (130, 40, 600),
+        (2, 1030, 260),
+    ];
+    for (case, &(m, n, k)) in dims.iter().enumerate() {
+        for variant in 0..4 {
+            let (ta, tb) = (variant & 1 == 1, variant & 2 == 2);
+            let a_store = Array2::from_shape_simple_fn(if ta { (k, m) } else { (m, k) }, || {
+                rng.random::<f32>() - 0.5
+            });
+            let b_store = Array2::from_shape_simple_fn(if tb { (n, k) } else { (k, n) }, || {
+                rng.random::<f32>() - 0.5
+            });
+            let a = if ta { a_store.t() } else { a_store.view() };
+            let b = if tb { b_store.t() } else { b_store.view() };
+            let (alpha, beta) = [(1.0, 0.0), (-0.3, 1.0), (2.0, 0.7), (0.5, 0.0)][variant];
+            // C is a slice of a wider array: row stride > n
+            let mut c_store = Array2::from_shape_simple_fn((m, n + 3), || rng.random::<f32>());
+            if beta == 0.0 {
+                c_store.fill(f32::NAN);
+            }
+            let before = c_store.clone();
+            let c0 = c_store.slice(s![.., 1..n + 1]).to_owned();
+            let mut c = c_store.slice_mut(s![.., 1..n + 1]);
+            sgemm(alpha, &a, &b, beta, &mut c);
+            for i in 0..m {
+                for j in 0..n {
+                    let dot: f64 = (0..k).map(|p| a[(i, p)] as f64 * b[(p, j)] as f64).sum();
+                    let old = if beta == 0.0 {
+                        0.0
+                    } else {
+                        beta as f64 * c0[(i, j)] as f64
+                    };
+                    let want = alpha as f64 * dot + old;
+                    let got = c[(i, j)] as f64;
+                    assert!(
+                        (got - want).abs() <= 1e-5 * (1.0 + (k as f64).sqrt()),
+                        "case {case} ({m}x{k} * {k}x{n}, ta {ta}, tb {tb}) at ({i},{j}): {got} vs {want}"
+                    );
+                }
+            }
+            // the columns outside the slice are untouched
+            for i in 0..m {
+                for j in [0, n + 1, n + 2] {
+                    let (x, y) = (c_store[(i, j)], before[(i, j)]);
+                    assert_eq!(
+                        x.to_bits(),
+                        y.to_bits(),
+                        "column {j} outside the slice touched"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The network's sigmoid is within a few ulp of the f64 definition everywhere it matters.
+#[test]
+fn sigmoid_of_the_forward_pass_is_accurate() {
+    // a 1-1-2 net: hidden activation s = sigmoid(x), class logits (s, 0), so ln(p0 / p1) = s
+    let mut worst = 0f64;
+    for k in -2000..=2000 {
+        let x = k as f32 * 0.05; // -100 .. 100
+        let net = Mlp::new(vec![
+            Layer {
+                w: Array2::from_elem((1, 1), 1.0),
+                b: Array1::zeros(1),
+            },
+            Layer {
+                w: Array2::from_shape_vec((1, 2), vec![1.0, 0.0]).unwrap(),
+                b: Array1::zeros(2),
+            },
+        ])
+        .unwrap();
+        let p = net
+            .predict_proba(Array2::from_elem((1, 1), x).view())
+            .unwrap();
+        let s = 1.0 / (1.0 + (-(x as f64)).exp());
+        let got_s = (p[(0, 0)] as f64 / p[(0, 1)] as f64).ln();
+        worst = worst.max((got_s - s).abs());
+    }
+    assert!(worst < 2e-6, "sigmoid error {worst}");
+}
