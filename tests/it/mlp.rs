@@ -917,7 +917,7 @@ fn rbm_trained_on_digits_initialises_a_classifier() {
         max_abs_param: 1e3,
     };
     let mut t = ebmc::train::Trainer::new(&rbm, &plan, &rbm.init_params(1, None), cfg).unwrap();
-    t.run(&[xtr.clone()], &mut Quiet).unwrap();
+    t.run(std::slice::from_ref(&xtr), &mut Quiet).unwrap();
     let chain = Chain::from_model(&rbm, t.params(), &["v", "h"]).unwrap();
     let w = &t.params().values[rbm.param_id("W").unwrap().idx()];
     assert!((chain.layers[0].w[(10, 7)] as f64 - w[10 * 100 + 7]).abs() < 1e-6);
