@@ -14,6 +14,8 @@
 //! Mlp::random(&[784, 500, 500, 2000, 10], seed) -> Result<Mlp, MlpError>
 //! Chain::from_model(&model, &params, &["v", "h1", "h2"]) -> Result<Chain, ExtractLayersError>
 //! Chain::from_stack(&[(&rbm1, &p1, "v", "h"), (&rbm2, &p2, "v", "h"), ..])   // greedy DBN
+//! Chain::from_model_removing(&m, &p, &["v", "h1", "h2"], &["y"])   // labels dropped first
+//! Chain::from_stack_removing(&stack, &["y"])
 //! chain.dbn_mlp(n_classes, seed) -> Result<Mlp, MlpError>      // up-pass layers + new softmax
 //! chain.dbm_mlp(n_classes, seed) -> Result<Mlp, MlpError>      // input [v, q(h2|v)], W = [W1; W2ᵀ]
 //! chain.dbm_input(v, &MeanFieldConfig::default()) -> Result<Array2<f32>, MlpError>  // [v, q(h2|v)]
@@ -58,6 +60,8 @@ pub enum MlpError {
     BadLayer { layer: usize, why: String },
     #[error("the data have {got} features but the network takes {expected} inputs")]
     InputWidth { expected: usize, got: usize },
+    #[error("input value at row {row}, column {col} is not finite")]
+    NonFiniteInput { row: usize, col: usize },
     #[error("{rows} examples but {labels} labels")]
     LabelCount { rows: usize, labels: usize },
     #[error("label {label} of example {index} is out of range for {n_classes} classes")]
