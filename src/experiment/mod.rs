@@ -462,9 +462,22 @@ fn method(e: &Expr, diags: &mut Vec<Diagnostic>) -> Option<Method> {
     };
     let mut a = Args::new(call.unwrap_or(&empty));
     let m = match name {
-        "cd" => Some(Method::Cd {
-            k: a.count(0, "k").unwrap_or(1).max(1),
-        }),
+        "cd" => {
+            // `cd(k = 1, k_end = 25, every = 2, lr_over_k = 1)`: k rising by one every
+            // `every` epochs up to `k_end` (Salakhutdinov & Murray's CD25), optionally with
+            // the learning rate divided by k; the named-only arguments use positions no
+            // call has
+            let k = a.count(0, "k").unwrap_or(1).max(1);
+            match a.count(usize::MAX, "k_end") {
+                None => Some(Method::Cd { k }),
+                Some(k_end) => Some(Method::CdRising {
+                    k_start: k,
+                    k_end: k_end.max(k),
+                    every: a.count(usize::MAX, "every").unwrap_or(1).max(1),
+                    lr_over_k: a.count(usize::MAX, "lr_over_k").unwrap_or(0) > 0,
+                }),
+            }
+        }
         "pcd" | "sml" => Some(Method::Pcd {
             k: a.count(1, "k").unwrap_or(1).max(1),
             chains: a.count(0, "chains").unwrap_or(100).max(1),

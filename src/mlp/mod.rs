@@ -36,6 +36,7 @@
 //! net the caller stores the augmented inputs' recipe (chain + mean-field settings), not `q`.
 
 mod extract;
+pub mod gemm;
 mod net;
 mod sgd;
 
