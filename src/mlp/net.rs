@@ -315,31 +315,6 @@ pub(crate) struct Work {
     pub(crate) m: usize,
 }
 
-/// `e^x` for f32 without a libm call, so loops over it vectorise: Cody-Waite range reduction
-/// `x = n ln 2 + r`, `|r| <= ln 2 / 2`, Cephes' degree-5 polynomial for `e^r`, `2^n` from the
-/// exponent bits. Relative error about 2 ulp on `[-87, 88]`; inputs are clamped to that range
-/// (the sigmoid and softmax only need it there).
-#[inline(always)]
-pub(crate) fn fast_exp(x: f32) -> f32 {
-    let x = x.clamp(-87.0, 88.0);
-    // round to nearest by the 1.5 * 2^23 trick (no libm `round`, vectorises on SSE2)
-    let n = (x * std::f32::consts::LOG2_E + 12_582_912.0) - 12_582_912.0;
-    let r = (x - n * 0.693_359_4) - n * -2.121_944_4e-4;
-    let mut p = 1.987_569_1e-4f32;
-    p = p * r + 1.398_199_9e-3;
-    p = p * r + 8.333_452e-3;
-    p = p * r + 4.166_579_6e-2;
-    p = p * r + 0.166_666_65;
-    p = p * r + 0.5;
-    let y = p * r * r + r + 1.0;
-    y * f32::from_bits(((n as i32 + 127) << 23) as u32)
-}
-
-#[inline(always)]
-fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + fast_exp(-x))
-}
-
 impl Work {
     pub(crate) fn new(net: &Mlp, cap: usize) -> Work {
         let cap = cap.max(1);
@@ -387,7 +362,10 @@ impl Work {
                 sgemm(1.0, &a, &layer.w, 1.0, &mut z);
             }
             if l + 1 < n {
-                z.mapv_inplace(sigmoid);
+                match z.as_slice_mut() {
+                    Some(zs) => super::gemm::sigmoid_in_place(zs),
+                    None => unreachable!("batch rows of a standard-layout array are contiguous"),
+                }
             } else {
                 for mut row in z.rows_mut() {
                     let mx = row.fold(f32::NEG_INFINITY, |a, &b| a.max(b));

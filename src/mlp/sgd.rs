@@ -328,10 +328,10 @@ impl Trainer {
                 sgemm(-eta / m as f32, &input.t(), &delta, kappa, &mut v.w);
                 let layer = &mut self.net.layers_mut()[l];
                 let decay = eta * lambda;
-                Zip::from(&mut v.w).and(&mut layer.w).for_each(|v, w| {
-                    *v -= decay * *w;
-                    *w += *v;
-                });
+                match (v.w.as_slice_mut(), layer.w.as_slice_mut()) {
+                    (Some(vs), Some(ws)) => super::gemm::decay_and_step(vs, ws, decay),
+                    _ => unreachable!("owned weight matrices are standard layout"),
+                }
                 let gb = delta.sum_axis(Axis(0));
                 Zip::from(&mut v.b)
                     .and(&mut layer.b)

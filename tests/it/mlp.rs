@@ -836,3 +836,105 @@ fn sigmoid_of_the_forward_pass_is_accurate() {
     }
     assert!(worst < 2e-6, "sigmoid error {worst}");
 }
+
+/// The training state survives the runtime's atomic `.npz` checkpoint (the file the CLI
+/// writes), and the run resumed from the file is bit-identical to an uninterrupted one.
+#[test]
+fn training_state_round_trips_through_an_npz_checkpoint() {
+    use ebmc::runtime::checkpoint::{Checkpoint, CheckpointMeta};
+    let (x, y) = random_data(8, 150, 5, 3);
+    let cfg = SgdConfig {
+        batch_size: 16,
+        lr: 0.3,
+        weight_decay: 1e-3,
+        seed: 123_456_789_012,
+        ..SgdConfig::default()
+    };
+    let net = Mlp::random(&[5, 7, 3], 2).unwrap();
+    let mut full = Trainer::new(net.clone(), cfg.clone()).unwrap();
+    let mut part = Trainer::new(net, cfg.clone()).unwrap();
+    for _ in 0..3 {
+        full.train_epoch(x.view(), &y, &mut |_| {}).unwrap();
+    }
+    part.train_epoch(x.view(), &y, &mut |_| {}).unwrap();
+    let mut ck = Checkpoint::new(CheckpointMeta::default());
+    for (name, a) in part.state() {
+        ck.insert_f32(&name, a);
+    }
+    let dir = std::env::temp_dir().join(format!("ebmc-mlp-{}", std::process::id()));
+    let path = dir.join("mlp.npz");
+    ck.save(&path).unwrap();
+    let back = Checkpoint::load(&path).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let state: BTreeMap<String, ArrayD<f32>> = back
+        .arrays
+        .iter()
+        .map(|(k, v)| (k.clone(), v.to_f32()))
+        .collect();
+    assert_eq!(state, part.state());
+    let mut resumed = Trainer::from_state(&state, SgdConfig::default()).unwrap();
+    assert_eq!(
+        resumed.config().seed,
+        123_456_789_012,
+        "the stored seed, exactly"
+    );
+    // hyper-parameters come from the caller's config; use the run's own
+    let mut resumed2 = Trainer::from_state(&state, cfg).unwrap();
+    for _ in 0..2 {
+        resumed2.train_epoch(x.view(), &y, &mut |_| {}).unwrap();
+    }
+    assert_eq!(resumed2.net(), full.net());
+    // and with other hyper-parameters the continuation differs (the config is really used)
+    resumed.train_epoch(x.view(), &y, &mut |_| {}).unwrap();
+    resumed.train_epoch(x.view(), &y, &mut |_| {}).unwrap();
+    assert_ne!(resumed.net(), full.net());
+}
+
+/// The whole path on real data: an RBM trained by the project's CD-1 trainer on digits,
+/// its `v -> h` layer read off the IR, topped with a softmax layer and fine-tuned.
+#[test]
+fn rbm_trained_on_digits_initialises_a_classifier() {
+    use ebmc::train::{Method, Quiet, Step, TrainConfig};
+    let (x, y) = load_digits();
+    let perm = epoch_permutation(2024, 0, x.nrows());
+    let (tr_idx, te_idx) = perm.split_at(x.nrows() - 300);
+    let xtr = x.select(ndarray::Axis(0), tr_idx);
+    let ytr: Vec<u8> = tr_idx.iter().map(|&i| y[i]).collect();
+    let xte = x.select(ndarray::Axis(0), te_idx);
+    let yte: Vec<u8> = te_idx.iter().map(|&i| y[i]).collect();
+    let rbm = stdlib("rbm", &[("nv", 64.0), ("nh", 100.0)]);
+    let plan = plan_of(&rbm);
+    let cfg = TrainConfig {
+        method: Method::Cd { k: 1 },
+        batch: 20,
+        epochs: 10,
+        lr: 0.05,
+        lr_schedule: ebmc::train::LrSchedule::Constant,
+        momentum: Step::constant(0.5),
+        weight_decay: 0.0,
+        sparsity: None,
+        seed: 9,
+        max_abs_param: 1e3,
+    };
+    let mut t = ebmc::train::Trainer::new(&rbm, &plan, &rbm.init_params(1, None), cfg).unwrap();
+    t.run(std::slice::from_ref(&xtr), &mut Quiet).unwrap();
+    let chain = Chain::from_model(&rbm, t.params(), &["v", "h"]).unwrap();
+    let w = &t.params().values[rbm.param_id("W").unwrap().idx()];
+    assert!((chain.layers[0].w[(10, 7)] as f64 - w[10 * 100 + 7]).abs() < 1e-6);
+    let mut tr = Trainer::new(
+        chain.dbn_mlp(10, 3).unwrap(),
+        SgdConfig {
+            batch_size: 20,
+            lr: 0.1,
+            seed: 5,
+            ..SgdConfig::default()
+        },
+    )
+    .unwrap();
+    for _ in 0..20 {
+        tr.train_epoch(xtr.view(), &ytr, &mut |_| {}).unwrap();
+    }
+    let test = tr.net().evaluate(xte.view(), &yte).unwrap();
+    eprintln!("rbm-initialised digits classifier: {test:?}");
+    assert!(test.error < 0.05, "{test:?}");
+}
