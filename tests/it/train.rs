@@ -408,3 +408,53 @@ fn rising_k_is_cd_k_with_the_scheduled_k_each_epoch() {
     );
     assert!(matches!(bad, Err(TrainError::Config(_))));
 }
+
+/// The experiment syntax of the CD options: `cd(k = 1)` stays plain CD; `k_end`, `every`,
+/// `lr_over_k` and `reconstruction` make a `CdSchedule`; a bad reconstruction is a diagnostic.
+#[test]
+fn cd_options_parse_from_experiment_files() {
+    let method = |m: &str| {
+        let src = format!(
+            "use rbm\ndata d = csv(\"x.csv\")\ntrain rbm(nv = 4, nh = 2) on d {{ method = {m} }}\n"
+        );
+        let (prog, _, d) = ebmc::front::compile_str("t.ebm", &src, &Default::default());
+        assert!(d.iter().all(|d| !d.is_error()), "{d:?}");
+        let (ex, d) = ebmc::experiment::interpret(&prog, std::path::Path::new("."));
+        let errors: Vec<String> = d
+            .iter()
+            .filter(|d| d.is_error())
+            .map(|d| d.message.clone())
+            .collect();
+        let m = ex.actions.iter().find_map(|a| match a {
+            ebmc::experiment::Action::Train(t) => Some(t.config.method.clone()),
+            _ => None,
+        });
+        (m, errors)
+    };
+    assert_eq!(method("cd(k = 3)").0, Some(Method::Cd { k: 3 }));
+    assert_eq!(
+        method("cd(k = 1, k_end = 25, every = 2, lr_over_k = 1)").0,
+        Some(Method::CdSchedule {
+            k_start: 1,
+            k_end: 25,
+            every: 2,
+            lr_over_k: true,
+            mean_reconstruction: false,
+        })
+    );
+    assert_eq!(
+        method("cd(k = 1, reconstruction = \"mean\")").0,
+        Some(Method::CdSchedule {
+            k_start: 1,
+            k_end: 1,
+            every: 1,
+            lr_over_k: false,
+            mean_reconstruction: true,
+        })
+    );
+    let (_, errors) = method("cd(k = 1, reconstruction = \"median\")");
+    assert!(
+        errors.iter().any(|e| e.contains("unknown reconstruction")),
+        "{errors:?}"
+    );
+}
