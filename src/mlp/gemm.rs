@@ -332,6 +332,7 @@ mod avx512 {
     }
 
     /// `C[0..mr, 0..nr] ← beta C + Apanel Bpanel` over `kc` (`beta = 0`: C is not read).
+    #[allow(clippy::too_many_arguments)]
     #[inline]
     #[target_feature(enable = "avx512f")]
     unsafe fn kernel(
