@@ -476,6 +476,41 @@ fn bench_dbm_mf() {
     }
 }
 
+/// The executor's GEMM (`exec::dense::gemm_rows`: AVX-512 tiles) vs matrixmultiply on the
+/// mini-batch shapes of the RBM and DBM benchmarks; GFLOP/s.
+fn bench_gemm() {
+    let mut g = Rng::new(3, 0);
+    for (m, k, n) in [(100, 784, 500), (100, 1000, 500), (100, 500, 1000)] {
+        let a = Array2::from_shape_fn((m, k), |_| g.uniform_f32() - 0.5);
+        let b = Array2::from_shape_fn((k, n), |_| g.uniform_f32() - 0.5);
+        let mut c = Array2::<f32>::zeros((m, n));
+        let reps = 20;
+        let flop = (2 * m * k * n * reps) as f64;
+        let t = best(5, || {
+            for _ in 0..reps {
+                general_mat_mul(1.0, &a, &b, 0.0, &mut c);
+            }
+        });
+        report(
+            &format!("gemm{m}x{k}x{n}/matrixmultiply/threads=1"),
+            flop / t / 1e9,
+            "GFLOP/s",
+        );
+        for threads in [1, 2] {
+            let t = best(5, || {
+                for _ in 0..reps {
+                    ebmc::exec::dense::gemm_rows(1.0, &a.view(), &b.view(), c.view_mut(), threads);
+                }
+            });
+            report(
+                &format!("gemm{m}x{k}x{n}/ebmc/threads={threads}"),
+                flop / t / 1e9,
+                "GFLOP/s",
+            );
+        }
+    }
+}
+
 fn main() {
     let filter: Vec<String> = std::env::args()
         .skip(1)
@@ -495,6 +530,9 @@ fn main() {
         bench_rbm(true);
     } else if on("trainer") {
         bench_rbm(false);
+    }
+    if on("gemm") {
+        bench_gemm();
     }
     if on("dbm") {
         bench_dbm_mf();

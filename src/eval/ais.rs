@@ -6,6 +6,12 @@
 //! data means; hidden: zero). Transitions: one sweep of the Plan's block-Gibbs schedule of the
 //! tempered joint. Runs are the rows of one batch, one random stream each.
 //!
+//! Real (Gaussian) groups need a base with a precision, or the tempered model is not
+//! normalisable near `beta = 0`: their base is the model's own unary part (the natural
+//! parameters `z0`, precision `p0` of each unit when every other unit is zero, e.g. the
+//! `(v - a)^2 / 2 sigma^2` of a GRBM). The path then keeps those terms at full strength and
+//! anneals only the couplings, which is still the geometric path `p_A^(1-beta) p_B^beta`.
+//!
 //! Invariant: at `beta = 0` the path is exactly the base model, whose `log Z_A` is computed in
 //! closed form; log-weights are accumulated in f64.
 
@@ -64,7 +70,8 @@ pub struct AisResult {
 
 /// Base-model bias rows from data marginals: for every visible group, the natural parameter
 /// of each unit's smoothed mean `(sum x + 5) / (N + 10)` (a prior of 5 pseudo-examples at each
-/// end, so constant pixels stay finite); `None` for hidden groups.
+/// end, so constant pixels stay finite); `None` for hidden groups and for real groups (whose
+/// base [`ais`] takes from the model's unary terms).
 pub fn base_from_data(
     ex: &Exec,
     data: &[Array2<f32>],
@@ -110,7 +117,7 @@ pub fn base_from_data(
                     })
                     .collect()
             }
-            Domain::Real => return Err(EvalError::RealGroup(grp.name.clone())),
+            Domain::Real => continue,
         };
         out[g.idx()] = Some(row);
     }
@@ -124,7 +131,12 @@ struct Parts {
     fields: Vec<(GroupId, Fields)>,
 }
 
-fn parts(ex: &Exec, b: &Batch, base: &[Option<Array1<f32>>]) -> Parts {
+fn parts(
+    ex: &Exec,
+    b: &Batch,
+    base: &[Option<Array1<f32>>],
+    prec: &[Option<Array1<f32>>],
+) -> Parts {
     let fe = &ex.plan.free_energy;
     let mut e_kept = Array1::zeros(b.rows());
     for &t in &fe.kept_terms {
@@ -135,6 +147,10 @@ fn parts(ex: &Exec, b: &Batch, base: &[Option<Array1<f32>>]) -> Parts {
         if let Some(r) = &base[g.idx()] {
             e_base -= &b.x[g.idx()].dot(r).mapv(|x| x as f64);
         }
+        if let Some(p) = &prec[g.idx()] {
+            // Gaussian base: E = sum_i p_i x_i^2 / 2 - z_i x_i (the linear part is above)
+            e_base += &(b.x[g.idx()].mapv(|x| x * x).dot(p) * 0.5).mapv(|x| x as f64);
+        }
     }
     let fields = fe.summed.iter().map(|&g| (g, ex.fields(g, b))).collect();
     Parts {
@@ -144,7 +160,13 @@ fn parts(ex: &Exec, b: &Batch, base: &[Option<Array1<f32>>]) -> Parts {
     }
 }
 
-fn f_at(ex: &Exec, p: &Parts, base: &[Option<Array1<f32>>], beta: f64) -> Array1<f64> {
+fn f_at(
+    ex: &Exec,
+    p: &Parts,
+    base: &[Option<Array1<f32>>],
+    prec: &[Option<Array1<f32>>],
+    beta: f64,
+) -> Array1<f64> {
     let mut f = &p.e_kept * beta + &p.e_base * (1.0 - beta);
     for (g, fl) in &p.fields {
         let mut t = fl.clone();
@@ -152,6 +174,7 @@ fn f_at(ex: &Exec, p: &Parts, base: &[Option<Array1<f32>>], beta: f64) -> Array1
         if let Some(r) = &base[g.idx()] {
             t.z.scaled_add((1.0 - beta) as f32, &r.view().insert_axis(ndarray::Axis(0)));
         }
+        temper_precision(&mut t, prec[g.idx()].as_ref(), beta);
         let k = ex.lowered.sizes[g.idx()].1;
         f -= &log_partition(ex.family(*g), &t, k);
         f += &(t.offset.mapv(|x| x as f64) * beta);
@@ -159,22 +182,120 @@ fn f_at(ex: &Exec, p: &Parts, base: &[Option<Array1<f32>>], beta: f64) -> Array1
     f
 }
 
+/// Gaussian fields of the tempered joint: the model's precision times `beta` plus the base
+/// precision times `1 - beta` (the means' natural parameters are tempered like any other).
+fn temper_precision(f: &mut Fields, prec: Option<&Array1<f32>>, beta: f64) {
+    if let (Some(bt), Some(p)) = (f.beta.as_mut(), prec) {
+        *bt *= beta as f32;
+        bt.scaled_add((1.0 - beta) as f32, &p.view().insert_axis(ndarray::Axis(0)));
+    }
+}
+
+/// The base of every real group: the natural parameters and precisions of its units with
+/// every other unit at zero (the model's unary terms). Fills `base` with the `z0` rows and
+/// returns the precision rows; a real group whose unary precision is not positive everywhere
+/// has no such base and is an error.
+fn real_bases(
+    ex: &Exec,
+    base: &mut [Option<Array1<f32>>],
+) -> Result<Vec<Option<Array1<f32>>>, EvalError> {
+    let zero = Batch::zeros(ex.model, 1);
+    let mut prec = vec![None; ex.n_groups()];
+    for g in ex.model.group_ids() {
+        if ex.family(g) != Family::Gaussian {
+            continue;
+        }
+        let f = ex.fields(g, &zero);
+        let p = f
+            .beta
+            .expect("Gaussian fields carry a precision")
+            .row(0)
+            .to_owned();
+        if p.iter().any(|&x| !(x.is_finite() && x > 0.0)) {
+            return Err(EvalError::RealGroup(ex.model.group(g).name.clone()));
+        }
+        base[g.idx()] = Some(f.z.row(0).to_owned());
+        prec[g.idx()] = Some(p);
+    }
+    Ok(prec)
+}
+
 /// `log Z_A`: every group's units independent with natural parameters `base` (zero where
-/// `None`).
-fn log_z_base(ex: &Exec, base: &[Option<Array1<f32>>]) -> f64 {
+/// `None`) and, for real groups, precisions `prec`.
+fn log_z_base(ex: &Exec, base: &[Option<Array1<f32>>], prec: &[Option<Array1<f32>>]) -> f64 {
     ex.model
         .group_ids()
-        .map(|g| {
-            let n = ex.lowered.sizes[g.idx()].0;
-            let z = base[g.idx()].clone().unwrap_or_else(|| Array1::zeros(n));
-            let f = Fields {
-                z: z.insert_axis(ndarray::Axis(0)),
-                beta: None,
-                offset: Array1::zeros(1),
-            };
-            log_partition(ex.family(g), &f, ex.lowered.sizes[g.idx()].1)[0]
-        })
+        .map(|g| base_fields(ex, g, base, prec, 1))
+        .map(|(g, f)| log_partition(ex.family(g), &f, ex.lowered.sizes[g.idx()].1)[0])
         .sum()
+}
+
+/// The base model's fields of group `g`, repeated for `rows` rows.
+fn base_fields(
+    ex: &Exec,
+    g: GroupId,
+    base: &[Option<Array1<f32>>],
+    prec: &[Option<Array1<f32>>],
+    rows: usize,
+) -> (GroupId, Fields) {
+    let n = ex.lowered.sizes[g.idx()].0;
+    let rep = |a: Array1<f32>| {
+        a.insert_axis(ndarray::Axis(0))
+            .broadcast((rows, n))
+            .expect("row broadcast")
+            .to_owned()
+    };
+    let z = base[g.idx()].clone().unwrap_or_else(|| Array1::zeros(n));
+    (
+        g,
+        Fields {
+            z: rep(z),
+            beta: prec[g.idx()].clone().map(rep),
+            offset: Array1::zeros(rows),
+        },
+    )
+}
+
+/// One sweep of the Plan's schedule on the tempered joint when some group is real: as
+/// `Exec::gibbs_sweep` with a `Temper`, plus the base precision of real groups, which
+/// `Temper` (a bias row per group) cannot express.
+fn tempered_sweep(
+    ex: &Exec,
+    b: &mut Batch,
+    rngs: &mut Rngs,
+    temper: &Temper,
+    prec: &[Option<Array1<f32>>],
+) {
+    for block in &ex.plan.structure.schedule.blocks {
+        let fields: Vec<Fields> = block
+            .members
+            .iter()
+            .map(|mb| {
+                let mut f = ex.tempered_fields(mb.group, b, Some(temper));
+                // tempered_fields scaled the precision by beta; add the base's share
+                if let (Some(bt), Some(p)) = (f.beta.as_mut(), &prec[mb.group.idx()]) {
+                    bt.scaled_add(
+                        (1.0 - temper.beta) as f32,
+                        &p.view().insert_axis(ndarray::Axis(0)),
+                    );
+                }
+                f
+            })
+            .collect();
+        for (mb, f) in block.members.iter().zip(&fields) {
+            let g = mb.group;
+            let k = ex.lowered.sizes[g.idx()].1;
+            sample_into(
+                ex.family(g),
+                f,
+                k,
+                &mut b.x[g.idx()],
+                mb.elems.as_deref(),
+                rngs,
+            );
+            b.sq[g.idx()] = None;
+        }
+    }
 }
 
 /// Runs AIS from the base model given by `base` (see [`base_from_data`]) to the model.
@@ -183,11 +304,10 @@ pub fn ais(
     base: &[Option<Array1<f32>>],
     cfg: &AisConfig,
 ) -> Result<AisResult, EvalError> {
-    for g in ex.model.group_ids() {
-        if ex.family(g) == Family::Gaussian {
-            return Err(EvalError::RealGroup(ex.model.group(g).name.clone()));
-        }
-    }
+    let mut base = base.to_vec();
+    let prec = real_bases(ex, &mut base)?;
+    let has_real = prec.iter().any(Option::is_some);
+    let base = &base[..];
     let betas = cfg.betas.values();
     if betas.len() < 2
         || betas[0] != 0.0
@@ -201,16 +321,7 @@ pub fn ais(
     // x_1 ~ base: every group drawn independently from its base row
     let mut b = Batch::zeros(ex.model, r);
     for g in ex.model.group_ids() {
-        let n = ex.lowered.sizes[g.idx()].0;
-        let z = base[g.idx()].clone().unwrap_or_else(|| Array1::zeros(n));
-        let f = Fields {
-            z: z.insert_axis(ndarray::Axis(0))
-                .broadcast((r, n))
-                .expect("row broadcast")
-                .to_owned(),
-            beta: None,
-            offset: Array1::zeros(r),
-        };
+        let (_, f) = base_fields(ex, g, base, &prec, r);
         let k = ex.lowered.sizes[g.idx()].1;
         sample_into(ex.family(g), &f, k, &mut b.x[g.idx()], None, &mut rngs);
     }
@@ -221,16 +332,20 @@ pub fn ais(
         base: base.to_vec(),
     };
     for k in 1..betas.len() {
-        let p = parts(ex, &b, base);
-        log_w -= &f_at(ex, &p, base, betas[k]);
-        log_w += &f_at(ex, &p, base, betas[k - 1]);
+        let p = parts(ex, &b, base, &prec);
+        log_w -= &f_at(ex, &p, base, &prec, betas[k]);
+        log_w += &f_at(ex, &p, base, &prec, betas[k - 1]);
         if k + 1 < betas.len() {
             temper.beta = betas[k];
-            ex.gibbs_sweep(&mut b, &mut rngs, &free, Some(&temper));
+            if has_real {
+                tempered_sweep(ex, &mut b, &mut rngs, &temper, &prec);
+            } else {
+                ex.gibbs_sweep(&mut b, &mut rngs, &free, Some(&temper));
+            }
         }
     }
     let log_w = log_w.to_vec();
-    let lza = log_z_base(ex, base);
+    let lza = log_z_base(ex, base, &prec);
     let mx = log_w.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
     let ws: Vec<f64> = log_w.iter().map(|l| (l - mx).exp()).collect();
     let mean = ws.iter().sum::<f64>() / r as f64;

@@ -13,7 +13,9 @@ pub use ll::{log_likelihood, pseudo_likelihood, reconstruction_error, LogLik};
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq)]
 pub enum EvalError {
-    #[error("AIS and likelihoods need discrete units; `{0}` is real-valued (not supported yet)")]
+    #[error(
+        "AIS needs a base for real group `{0}`: its units' own (unary) precision must be positive"
+    )]
     RealGroup(String),
     #[error("the data has fewer matrices than the model has visible groups")]
     DataGroups,

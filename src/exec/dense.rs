@@ -26,24 +26,30 @@ pub fn active_rows(x: &ArrayView2<f32>) -> Option<Vec<Vec<u32>>> {
         return None;
     }
     let cap = (SPARSE_MAX * (m * k) as f64) as usize;
-    let mut total = 0usize;
-    let mut out = Vec::with_capacity(m);
+    // a branch-free counting pass first (vectorised): most dense or non-binary operands
+    // are rejected without building lists
+    let (mut ones, mut other) = (0usize, 0usize);
     for row in x.rows() {
-        let mut act = Vec::new();
-        for (i, &v) in row.iter().enumerate() {
-            if v == 1.0 {
-                act.push(i as u32);
-            } else if v != 0.0 {
-                return None;
-            }
+        for &v in row.iter() {
+            ones += (v == 1.0) as usize;
+            other += (v != 1.0 && v != 0.0) as usize;
         }
-        total += act.len();
-        if total > cap {
+        if other > 0 || ones > cap {
             return None;
         }
-        out.push(act);
     }
-    Some(out)
+    Some(
+        x.rows()
+            .into_iter()
+            .map(|row| {
+                row.iter()
+                    .enumerate()
+                    .filter(|(_, &v)| v == 1.0)
+                    .map(|(i, _)| i as u32)
+                    .collect()
+            })
+            .collect(),
+    )
 }
 
 /// `dst += alpha * sum_{i in act} src[i, :]` (rows of a standard-layout matrix).
@@ -187,7 +193,9 @@ pub fn acc_xm(
     gemm_rows(alpha, x, m, acc.view_mut(), threads);
 }
 
-/// `c += alpha * a · b` with the rows of `a` / `c` split over `threads`.
+/// `c += alpha * a · b` with the rows of `a` / `c` split over `threads`: the AVX-512 kernel
+/// of [`super::gemm`] on contiguous operands (a transposed `b` is handled as
+/// `cᵀ += alpha * bᵀ aᵀ`), else matrixmultiply.
 pub fn gemm_rows(
     alpha: f32,
     a: &ArrayView2<f32>,
@@ -195,8 +203,36 @@ pub fn gemm_rows(
     mut c: ArrayViewMut2<f32>,
     threads: usize,
 ) {
-    let rows = a.nrows();
-    let parts = split(rows, threads);
+    let (m, k) = a.dim();
+    let n = b.ncols();
+    if super::gemm::available() && c.is_standard_layout() && m * k * n > 0 {
+        if let Some(bs) = b.as_slice() {
+            let a = a.as_standard_layout();
+            let a = a.as_slice().expect("standard layout");
+            let cs = c.as_slice_mut().expect("standard layout");
+            par_rows(m, threads, cs, n, |lo, hi, cpart| {
+                super::gemm::gemm(hi - lo, k, n, alpha, &a[lo * k..hi * k], bs, cpart)
+            });
+            return;
+        }
+        let bt = b.t();
+        if let Some(bts) = bt.as_slice() {
+            // c (m x n) += alpha * a b, with b = btᵀ stored as bt (n x k): tmp = bt aᵀ (n x m)
+            let at = a.t().as_standard_layout().into_owned();
+            let ats = at.as_slice().expect("standard layout");
+            let mut tmp = vec![0.0f32; n * m];
+            par_rows(n, threads, &mut tmp, m, |lo, hi, part| {
+                super::gemm::gemm(hi - lo, k, m, 1.0, &bts[lo * k..hi * k], ats, part)
+            });
+            for (i, mut row) in c.rows_mut().into_iter().enumerate() {
+                for (j, x) in row.iter_mut().enumerate() {
+                    *x += alpha * tmp[j * m + i];
+                }
+            }
+            return;
+        }
+    }
+    let parts = split(m, threads);
     if parts.len() <= 1 {
         general_mat_mul(alpha, a, b, 1.0, &mut c);
         return;
@@ -208,6 +244,29 @@ pub fn gemm_rows(
             rest = tail;
             let a = a.slice(s![lo..hi, ..]);
             s.spawn(move || general_mat_mul(alpha, &a, b, 1.0, &mut mine));
+        }
+    });
+}
+
+/// Runs `f(lo, hi, rows lo..hi of out)` over a split of `rows` rows of width `width`.
+fn par_rows(
+    rows: usize,
+    threads: usize,
+    out: &mut [f32],
+    width: usize,
+    f: impl Fn(usize, usize, &mut [f32]) + Sync,
+) {
+    let parts = split(rows, threads);
+    if parts.len() <= 1 {
+        return f(0, rows, out);
+    }
+    std::thread::scope(|s| {
+        let mut rest = out;
+        for &(lo, hi) in &parts {
+            let (mine, tail) = rest.split_at_mut((hi - lo) * width);
+            rest = tail;
+            let f = &f;
+            s.spawn(move || f(lo, hi, mine));
         }
     });
 }

@@ -13,6 +13,7 @@
 pub mod dense;
 mod family;
 mod field;
+pub mod gemm;
 pub mod jit;
 pub mod rng;
 mod stats;

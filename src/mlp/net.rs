@@ -6,11 +6,11 @@
 //! the last layer has at least two outputs (classes). Constructors check this and return
 //! [`MlpError`]; the math below relies on it without checks.
 
-use ndarray::linalg::general_mat_mul;
 use ndarray::{s, Array1, Array2, ArrayD, ArrayView2, Axis, IxDyn, Zip};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use super::gemm::sgemm;
 use super::MlpError;
 
 /// One affine layer `z = x W + b` (row-vector convention: `w` is `n_in x n_out`).
@@ -171,6 +171,16 @@ impl Mlp {
                 got: x.ncols(),
             });
         }
+        // a NaN or infinite input would surface later as a "diverged" loss with the wrong advice
+        if let Some(k) = x.iter().position(|v| !v.is_finite()) {
+            let (row, col) = if x.is_standard_layout() {
+                (k / x.ncols().max(1), k % x.ncols().max(1))
+            } else {
+                let p = x.indexed_iter().find(|(_, v)| !v.is_finite());
+                p.map_or((0, 0), |(ix, _)| ix)
+            };
+            return Err(MlpError::NonFiniteInput { row, col });
+        }
         if let Some(y) = y {
             if y.len() != x.nrows() {
                 return Err(MlpError::LabelCount {
@@ -250,7 +260,7 @@ impl Mlp {
             let g = &mut grads[l];
             let input = work.input(&x, l);
             let delta = work.deltas[l].slice(s![..m, ..]);
-            general_mat_mul(1.0 / m as f32, &input.t(), &delta, 0.0, &mut g.w);
+            sgemm(1.0 / m as f32, &input.t(), &delta, 0.0, &mut g.w);
             g.b.assign(&(delta.sum_axis(Axis(0)) / m as f32));
         }
         Ok((loss / m as f64, grads))
@@ -315,11 +325,6 @@ pub(crate) struct Work {
     pub(crate) m: usize,
 }
 
-#[inline]
-fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
-}
-
 impl Work {
     pub(crate) fn new(net: &Mlp, cap: usize) -> Work {
         let cap = cap.max(1);
@@ -361,13 +366,16 @@ impl Work {
                 .into_iter()
                 .for_each(|mut r| r.assign(&layer.b));
             if l == 0 {
-                general_mat_mul(1.0, x, &layer.w, 1.0, &mut z);
+                sgemm(1.0, x, &layer.w, 1.0, &mut z);
             } else {
                 let a = below[l - 1].slice(s![..m, ..]);
-                general_mat_mul(1.0, &a, &layer.w, 1.0, &mut z);
+                sgemm(1.0, &a, &layer.w, 1.0, &mut z);
             }
             if l + 1 < n {
-                z.mapv_inplace(sigmoid);
+                match z.as_slice_mut() {
+                    Some(zs) => super::gemm::sigmoid_in_place(zs),
+                    None => unreachable!("batch rows of a standard-layout array are contiguous"),
+                }
             } else {
                 for mut row in z.rows_mut() {
                     let mx = row.fold(f32::NEG_INFINITY, |a, &b| a.max(b));
@@ -434,7 +442,7 @@ impl Work {
         let (lo, hi) = self.deltas.split_at_mut(l);
         let mut below = lo[l - 1].slice_mut(s![..m, ..]);
         let here = hi[0].slice(s![..m, ..]);
-        general_mat_mul(1.0, &here, &net.layers[l].w.t(), 0.0, &mut below);
+        sgemm(1.0, &here, &net.layers[l].w.t(), 0.0, &mut below);
         let a = self.acts[l - 1].slice(s![..m, ..]);
         Zip::from(&mut below)
             .and(&a)

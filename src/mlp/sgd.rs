@@ -13,12 +13,12 @@
 
 use std::collections::BTreeMap;
 
-use ndarray::linalg::general_mat_mul;
 use ndarray::{s, Array2, ArrayD, ArrayView2, Axis, Zip};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
+use super::gemm::sgemm;
 use super::net::{scalar_array, Layer, Mlp, Work};
 use super::MlpError;
 
@@ -325,13 +325,13 @@ impl Trainer {
                 let delta = self.work.deltas[l].slice(s![..m, ..]);
                 let v = &mut self.velocity[l];
                 // v_W ← κ v_W − (η/m) inputᵀ δ   (δ holds per-row, unaveraged derivatives)
-                general_mat_mul(-eta / m as f32, &input.t(), &delta, kappa, &mut v.w);
+                sgemm(-eta / m as f32, &input.t(), &delta, kappa, &mut v.w);
                 let layer = &mut self.net.layers_mut()[l];
                 let decay = eta * lambda;
-                Zip::from(&mut v.w).and(&mut layer.w).for_each(|v, w| {
-                    *v -= decay * *w;
-                    *w += *v;
-                });
+                match (v.w.as_slice_mut(), layer.w.as_slice_mut()) {
+                    (Some(vs), Some(ws)) => super::gemm::decay_and_step(vs, ws, decay),
+                    _ => unreachable!("owned weight matrices are standard layout"),
+                }
                 let gb = delta.sum_axis(Axis(0));
                 Zip::from(&mut v.b)
                     .and(&mut layer.b)

@@ -56,6 +56,8 @@ pub struct EpochMetrics {
     pub updates: usize,
     pub lr: f64,
     pub momentum: f64,
+    /// Gibbs sweeps per update in this epoch (0 for pseudo-likelihood and ratio matching)
+    pub k: usize,
     /// CD: mean squared difference of data and chain visibles; PL/RM: the objective per
     /// example; PCD/PT: NaN (not measured on the way)
     pub train_objective: f64,
@@ -101,6 +103,24 @@ impl<'m> Trainer<'m> {
         match &cfg.method {
             Method::PseudoLikelihood { .. } => phases::check_flip(&ex, "pseudo-likelihood")?,
             Method::RatioMatching { .. } => phases::check_flip(&ex, "ratio matching")?,
+            Method::CdSchedule {
+                k_start,
+                k_end,
+                every,
+                ..
+            } if *k_start == 0 || k_end < k_start || *every == 0 => {
+                return Err(TrainError::Config(format!(
+                    "scheduled CD needs 1 <= k_start <= k_end and every >= 1 (got k_start {k_start}, k_end {k_end}, every {every})"
+                )))
+            }
+            Method::CdSchedule {
+                mean_reconstruction: true,
+                ..
+            } if !phases::mean_reconstruction_ok(&ex) => {
+                return Err(TrainError::Config(
+                    "CD with mean reconstruction needs every hidden group summed out and visible groups that do not interact with each other".into(),
+                ))
+            }
             Method::Pt { temps, min_beta, .. } if *temps < 2 || !(*min_beta > 0.0 && *min_beta < 1.0) => {
                 return Err(TrainError::Config(format!(
                     "parallel tempering needs temps >= 2 and 0 < min_beta < 1 (got {temps}, {min_beta})"
@@ -225,7 +245,7 @@ impl<'m> Trainer<'m> {
                 .iter()
                 .map(|d| d.select(ndarray::Axis(0), rows))
                 .collect();
-            lr = self.lr_at(self.state.step, total);
+            lr = self.lr_at(self.state.step, total) * self.cfg.method.lr_factor(epoch);
             match self.update(&vis, lr, momentum) {
                 Ok((o, s)) => {
                     obj += o;
@@ -251,6 +271,7 @@ impl<'m> Trainer<'m> {
             updates: nb,
             lr,
             momentum,
+            k: self.cfg.method.k_at(epoch),
             train_objective: obj / nb as f64,
             swap_rate: swaps / nb as f64,
             seconds: secs,
@@ -291,8 +312,16 @@ impl<'m> Trainer<'m> {
         let mut rngs = Rngs::new(seed, 0, m);
         let data = self.ex.batch_from_visible(vis);
         let (mut grad, obj, swap) = match self.cfg.method.clone() {
-            Method::Cd { k } => {
-                let (g, e) = phases::cd(&self.ex, &data, k, &mut rngs);
+            Method::Cd { .. } | Method::CdSchedule { .. } => {
+                let k = self.cfg.method.k_at(self.state.epoch);
+                let mean = matches!(
+                    self.cfg.method,
+                    Method::CdSchedule {
+                        mean_reconstruction: true,
+                        ..
+                    }
+                );
+                let (g, e) = phases::cd(&self.ex, &data, k, mean, &mut rngs);
                 (g, e, 0.0)
             }
             Method::Pcd { k, chains } | Method::Pt { k, chains, .. } => {

@@ -261,3 +261,92 @@ fn a_killed_run_resumes_to_the_same_parameters() {
     }
     assert_eq!(std::fs::read_to_string(&log).unwrap().lines().count(), 12);
 }
+
+#[test]
+fn a_run_killed_mid_epoch_resumes_to_the_same_parameters() {
+    // PCD, so the persistent chains and momentum buffers must come back too; the kill lands
+    // half an epoch after a checkpoint, in the middle of the next epoch's updates
+    let dir = std::env::temp_dir().join(format!("ebmc-kill-mid-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let data = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/data/sklearn_digits/digits.csv.gz"
+    );
+    let file = dir.join("slow.ebm");
+    std::fs::write(
+        &file,
+        format!(
+            "use rbm\ndata d = csv(\"{data}\", label = \"last\") / 16 |> binarize(\"once\", seed = 1)\n\
+             train rbm(nv = 64, nh = 300) on d {{ method = pcd(chains = 10, k = 1) batch = 2 epochs = 6 lr = 0.01 momentum = 0.5 -> 0.9 at epoch 2 seed = 4 save = \"final.npz\" }}\n"
+        ),
+    )
+    .unwrap();
+    let (a, b) = (dir.join("a"), dir.join("b"));
+    let (code, _, err) = ebmc(&["run", file.to_str().unwrap(), "--out", a.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ebmc"))
+        .args(["run", file.to_str().unwrap(), "--out", b.to_str().unwrap()])
+        .env("EBMC_NO_PROGRESS", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let log = b.join("rbm.metrics.jsonl");
+    let lines = || std::fs::read_to_string(&log).map_or(0, |s| s.lines().count());
+    let t0 = std::time::Instant::now();
+    let mut seen = Vec::new(); // when each epoch's record appeared
+    while seen.len() < 2 && t0.elapsed().as_secs() < 120 {
+        if lines() > seen.len() {
+            seen.push(std::time::Instant::now());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    assert_eq!(seen.len(), 2, "two epochs did not finish in 120 s");
+    let epoch = seen[1] - seen[0];
+    std::thread::sleep(epoch / 2);
+    let (running, before) = (child.try_wait().unwrap().is_none(), lines());
+    child.kill().ok();
+    child.wait().unwrap();
+    assert!(running, "the run finished before it could be killed");
+    assert_eq!(
+        before, 2,
+        "killed at the end of an epoch, not in its middle"
+    );
+    let ck = ebmc::runtime::checkpoint::Checkpoint::load(&b.join("rbm.ckpt.npz")).unwrap();
+    assert_eq!(
+        ck.meta.epoch, 2,
+        "the checkpoint is the one of the last completed epoch"
+    );
+    assert!(!b.join("final.npz").exists());
+
+    let (code, out, err) = ebmc(&[
+        "run",
+        file.to_str().unwrap(),
+        "--out",
+        b.to_str().unwrap(),
+        "--resume",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("resuming `rbm`"), "{out}");
+    let load = |p: std::path::PathBuf| ebmc::runtime::checkpoint::Checkpoint::load(&p).unwrap();
+    let (ca, cb) = (load(a.join("final.npz")), load(b.join("final.npz")));
+    for name in ["W", "a", "b", "velocity/W", "chains/0/v", "chains/0/h"] {
+        assert_eq!(
+            ca.get(name).unwrap().to_f64(),
+            cb.get(name).unwrap().to_f64(),
+            "{name} differs after resume"
+        );
+    }
+    let records: Vec<String> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    assert_eq!(records.len(), 6);
+    for (i, r) in records.iter().enumerate() {
+        assert!(r.contains(&format!("\"epoch\":{i}")), "record {i}: {r}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -2,8 +2,10 @@
 
 mod ais;
 mod analysis;
+mod cd;
 mod cli;
 mod compose;
+mod deep;
 mod derive;
 mod enumerate;
 mod exact;

@@ -259,6 +259,17 @@ fn user_mistakes_are_errors() {
             ..
         })
     ));
+    let mut xn = x.clone();
+    xn[(3, 1)] = f32::NAN;
+    assert_eq!(
+        net.evaluate(xn.view(), &y),
+        Err(MlpError::NonFiniteInput { row: 3, col: 1 })
+    );
+    let xt = xn.t().to_owned(); // its transpose is a column-major view of the same values
+    assert_eq!(
+        net.predict_proba(xt.t()),
+        Err(MlpError::NonFiniteInput { row: 3, col: 1 })
+    );
     assert!(matches!(Mlp::random(&[3], 0), Err(MlpError::NoLayers)));
     assert!(matches!(
         Mlp::random(&[3, 1], 0),
@@ -732,5 +743,304 @@ fn rbm_stack_chains_into_a_dbn_mlp() {
     assert!(matches!(
         one.dbm_mlp(2, 0),
         Err(MlpError::DbmDepth { n_hidden: 1 })
+    ));
+}
+
+// ---------------------------------------------------------------- GEMM
+
+/// The MLP's GEMM (AVX-512 here when the CPU has it) against an f64 triple loop: edge tiles,
+/// several cache blocks in every dimension, transposed and sliced operands, alpha and beta,
+/// and `beta = 0` over a NaN-filled C.
+#[test]
+fn gemm_matches_a_triple_loop_on_every_tile_shape() {
+    use ebmc::mlp::gemm::{backend, sgemm};
+    eprintln!("gemm backend: {}", backend());
+    let mut rng = StdRng::seed_from_u64(4);
+    let dims: &[(usize, usize, usize)] = &[
+        (1, 1, 1),
+        (3, 5, 2),
+        (10, 32, 7),
+        (11, 33, 1),
+        (9, 31, 300),
+        (100, 500, 20),
+        (121, 17, 257),
+        (250, 1100, 3),
+        (130, 40, 600),
+        (2, 1030, 260),
+    ];
+    for (case, &(m, n, k)) in dims.iter().enumerate() {
+        for variant in 0..4 {
+            let (ta, tb) = (variant & 1 == 1, variant & 2 == 2);
+            let a_store = Array2::from_shape_simple_fn(if ta { (k, m) } else { (m, k) }, || {
+                rng.random::<f32>() - 0.5
+            });
+            let b_store = Array2::from_shape_simple_fn(if tb { (n, k) } else { (k, n) }, || {
+                rng.random::<f32>() - 0.5
+            });
+            let a = if ta { a_store.t() } else { a_store.view() };
+            let b = if tb { b_store.t() } else { b_store.view() };
+            let (alpha, beta) = [(1.0, 0.0), (-0.3, 1.0), (2.0, 0.7), (0.5, 0.0)][variant];
+            // C is a slice of a wider array: row stride > n
+            let mut c_store = Array2::from_shape_simple_fn((m, n + 3), || rng.random::<f32>());
+            if beta == 0.0 {
+                c_store.fill(f32::NAN);
+            }
+            let before = c_store.clone();
+            let c0 = c_store.slice(s![.., 1..n + 1]).to_owned();
+            let mut c = c_store.slice_mut(s![.., 1..n + 1]);
+            sgemm(alpha, &a, &b, beta, &mut c);
+            for i in 0..m {
+                for j in 0..n {
+                    let dot: f64 = (0..k).map(|p| a[(i, p)] as f64 * b[(p, j)] as f64).sum();
+                    let old = if beta == 0.0 {
+                        0.0
+                    } else {
+                        beta as f64 * c0[(i, j)] as f64
+                    };
+                    let want = alpha as f64 * dot + old;
+                    let got = c[(i, j)] as f64;
+                    assert!(
+                        (got - want).abs() <= 1e-5 * (1.0 + (k as f64).sqrt()),
+                        "case {case} ({m}x{k} * {k}x{n}, ta {ta}, tb {tb}) at ({i},{j}): {got} vs {want}"
+                    );
+                }
+            }
+            // the columns outside the slice are untouched
+            for i in 0..m {
+                for j in [0, n + 1, n + 2] {
+                    let (x, y) = (c_store[(i, j)], before[(i, j)]);
+                    assert_eq!(
+                        x.to_bits(),
+                        y.to_bits(),
+                        "column {j} outside the slice touched"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The network's sigmoid is within a few ulp of the f64 definition everywhere it matters.
+#[test]
+fn sigmoid_of_the_forward_pass_is_accurate() {
+    // a 1-1-2 net: hidden activation s = sigmoid(x), class logits (s, 0), so ln(p0 / p1) = s
+    let mut worst = 0f64;
+    for k in -2000..=2000 {
+        let x = k as f32 * 0.05; // -100 .. 100
+        let net = Mlp::new(vec![
+            Layer {
+                w: Array2::from_elem((1, 1), 1.0),
+                b: Array1::zeros(1),
+            },
+            Layer {
+                w: Array2::from_shape_vec((1, 2), vec![1.0, 0.0]).unwrap(),
+                b: Array1::zeros(2),
+            },
+        ])
+        .unwrap();
+        let p = net
+            .predict_proba(Array2::from_elem((1, 1), x).view())
+            .unwrap();
+        let s = 1.0 / (1.0 + (-(x as f64)).exp());
+        let got_s = (p[(0, 0)] as f64 / p[(0, 1)] as f64).ln();
+        worst = worst.max((got_s - s).abs());
+    }
+    assert!(worst < 2e-6, "sigmoid error {worst}");
+}
+
+/// The training state survives the runtime's atomic `.npz` checkpoint (the file the CLI
+/// writes), and the run resumed from the file is bit-identical to an uninterrupted one.
+#[test]
+fn training_state_round_trips_through_an_npz_checkpoint() {
+    use ebmc::runtime::checkpoint::{Checkpoint, CheckpointMeta};
+    let (x, y) = random_data(8, 150, 5, 3);
+    let cfg = SgdConfig {
+        batch_size: 16,
+        lr: 0.3,
+        weight_decay: 1e-3,
+        seed: 123_456_789_012,
+        ..SgdConfig::default()
+    };
+    let net = Mlp::random(&[5, 7, 3], 2).unwrap();
+    let mut full = Trainer::new(net.clone(), cfg.clone()).unwrap();
+    let mut part = Trainer::new(net, cfg.clone()).unwrap();
+    for _ in 0..3 {
+        full.train_epoch(x.view(), &y, &mut |_| {}).unwrap();
+    }
+    part.train_epoch(x.view(), &y, &mut |_| {}).unwrap();
+    let mut ck = Checkpoint::new(CheckpointMeta::default());
+    for (name, a) in part.state() {
+        ck.insert_f32(&name, a);
+    }
+    let dir = std::env::temp_dir().join(format!("ebmc-mlp-{}", std::process::id()));
+    let path = dir.join("mlp.npz");
+    ck.save(&path).unwrap();
+    let back = Checkpoint::load(&path).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let state: BTreeMap<String, ArrayD<f32>> = back
+        .arrays
+        .iter()
+        .map(|(k, v)| (k.clone(), v.to_f32()))
+        .collect();
+    assert_eq!(state, part.state());
+    let mut resumed = Trainer::from_state(&state, SgdConfig::default()).unwrap();
+    assert_eq!(
+        resumed.config().seed,
+        123_456_789_012,
+        "the stored seed, exactly"
+    );
+    // hyper-parameters come from the caller's config; use the run's own
+    let mut resumed2 = Trainer::from_state(&state, cfg).unwrap();
+    for _ in 0..2 {
+        resumed2.train_epoch(x.view(), &y, &mut |_| {}).unwrap();
+    }
+    assert_eq!(resumed2.net(), full.net());
+    // and with other hyper-parameters the continuation differs (the config is really used)
+    resumed.train_epoch(x.view(), &y, &mut |_| {}).unwrap();
+    resumed.train_epoch(x.view(), &y, &mut |_| {}).unwrap();
+    assert_ne!(resumed.net(), full.net());
+}
+
+/// The whole path on real data: an RBM trained by the project's CD-1 trainer on digits,
+/// its `v -> h` layer read off the IR, topped with a softmax layer and fine-tuned.
+#[test]
+fn rbm_trained_on_digits_initialises_a_classifier() {
+    use ebmc::train::{Method, Quiet, Step, TrainConfig};
+    let (x, y) = load_digits();
+    let perm = epoch_permutation(2024, 0, x.nrows());
+    let (tr_idx, te_idx) = perm.split_at(x.nrows() - 300);
+    let xtr = x.select(ndarray::Axis(0), tr_idx);
+    let ytr: Vec<u8> = tr_idx.iter().map(|&i| y[i]).collect();
+    let xte = x.select(ndarray::Axis(0), te_idx);
+    let yte: Vec<u8> = te_idx.iter().map(|&i| y[i]).collect();
+    let rbm = stdlib("rbm", &[("nv", 64.0), ("nh", 100.0)]);
+    let plan = plan_of(&rbm);
+    let cfg = TrainConfig {
+        method: Method::Cd { k: 1 },
+        batch: 20,
+        epochs: 10,
+        lr: 0.05,
+        lr_schedule: ebmc::train::LrSchedule::Constant,
+        momentum: Step::constant(0.5),
+        weight_decay: 0.0,
+        sparsity: None,
+        seed: 9,
+        max_abs_param: 1e3,
+    };
+    let mut t = ebmc::train::Trainer::new(&rbm, &plan, &rbm.init_params(1, None), cfg).unwrap();
+    t.run(std::slice::from_ref(&xtr), &mut Quiet).unwrap();
+    let chain = Chain::from_model(&rbm, t.params(), &["v", "h"]).unwrap();
+    let w = &t.params().values[rbm.param_id("W").unwrap().idx()];
+    assert!((chain.layers[0].w[(10, 7)] as f64 - w[10 * 100 + 7]).abs() < 1e-6);
+    let mut tr = Trainer::new(
+        chain.dbn_mlp(10, 3).unwrap(),
+        SgdConfig {
+            batch_size: 20,
+            lr: 0.1,
+            seed: 5,
+            ..SgdConfig::default()
+        },
+    )
+    .unwrap();
+    for _ in 0..20 {
+        tr.train_epoch(xtr.view(), &ytr, &mut |_| {}).unwrap();
+    }
+    let test = tr.net().evaluate(xte.view(), &yte).unwrap();
+    eprintln!("rbm-initialised digits classifier: {test:?}");
+    assert!(test.error < 0.05, "{test:?}");
+}
+
+/// Removing the label units (the published fine-tuning protocols): a DBM with labels on its
+/// top layer, minus `y`, gives exactly the layers of the same DBM built without labels; the
+/// classification RBM minus `y` gives its `W`, `b`; a labelled top RBM stacks under a DBN.
+#[test]
+fn removed_label_groups_leave_the_unlabelled_layers() {
+    use ebmc::ir::{Coef, Group, IndexVar, Origin, Param, Role, Term};
+    let (m, p) = testgen::layered(5, &[5, 4, 3], Domain::Binary, false);
+    let (mut ml, mut pl) = (m.clone(), p.clone());
+    let span = ebmc::diag::Span::default();
+    ml.groups.push(Group {
+        name: "y".into(),
+        shape: vec![2],
+        domain: Domain::Categorical,
+        role: Role::Visible,
+        span,
+    });
+    ml.params.push(Param {
+        name: "U".into(),
+        shape: vec![3, 2],
+        init: ebmc::ir::Init::Const(0.0),
+        constraints: vec![],
+        span,
+    });
+    pl.values.push(vec![0.7, -1.1, 0.4, 2.0, -0.3, 0.9]);
+    let (y, u, h2) = (
+        GroupId(3),
+        ebmc::ir::ParamId(ml.params.len() as u32 - 1),
+        GroupId(2),
+    );
+    ml.terms.push(Term {
+        vars: vec![
+            IndexVar {
+                name: "k".into(),
+                extent: 3,
+            },
+            IndexVar {
+                name: "c".into(),
+                extent: 2,
+            },
+        ],
+        units: vec![
+            testgen::unit(h2, testgen::var_index(0, 1), 1),
+            testgen::unit(y, testgen::var_index(1, 1), 1),
+        ],
+        coef: Coef::Neg(Box::new(testgen::pref(u, testgen::var_index(0, 2)))),
+        origin: Origin::Energy,
+        span,
+    });
+    let chain = ["h0", "h1", "h2"];
+    assert!(matches!(
+        Chain::from_model(&ml, &pl, &chain),
+        Err(ExtractLayersError::OutsideChain { .. })
+    ));
+    let want = Chain::from_model(&m, &p, &chain).unwrap();
+    assert_eq!(
+        Chain::from_model_removing(&ml, &pl, &chain, &["y"]).unwrap(),
+        want
+    );
+    assert!(matches!(
+        Chain::from_model_removing(&ml, &pl, &chain, &["h1"]),
+        Err(ExtractLayersError::RemovedInChain { .. })
+    ));
+    assert!(matches!(
+        Chain::from_model_removing(&ml, &pl, &chain, &["z"]),
+        Err(ExtractLayersError::UnknownGroup { .. })
+    ));
+
+    let crbm = stdlib("class_rbm", &[("nv", 4.0), ("nh", 3.0), ("nc", 2.0)]);
+    let pc = testgen::random_params(&crbm, 6, 0.7);
+    let c = Chain::from_model_removing(&crbm, &pc, &["v", "h"], &["y"]).unwrap();
+    let w = &pc.values[crbm.param_id("W").unwrap().idx()];
+    let b = &pc.values[crbm.param_id("b").unwrap().idx()];
+    for i in 0..4 {
+        for j in 0..3 {
+            assert!((c.layers[0].w[(i, j)] as f64 - w[i * 3 + j]).abs() < 1e-6);
+        }
+    }
+    for j in 0..3 {
+        assert!((c.layers[0].b[j] as f64 - b[j]).abs() < 1e-6);
+    }
+    let r1 = stdlib("rbm", &[("nv", 6.0), ("nh", 4.0)]);
+    let p1 = testgen::random_params(&r1, 7, 0.5);
+    let stack = [(&r1, &p1, "v", "h"), (&crbm, &pc, "v", "h")];
+    let dbn = Chain::from_stack_removing(&stack, &["y"]).unwrap();
+    assert_eq!(dbn.layers[1], c.layers[0]);
+    assert!(matches!(
+        Chain::from_stack(&stack),
+        Err(ExtractLayersError::OutsideChain { .. })
+    ));
+    assert!(matches!(
+        Chain::from_stack_removing(&stack, &["labels"]),
+        Err(ExtractLayersError::UnknownRemoved { .. })
     ));
 }

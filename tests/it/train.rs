@@ -317,3 +317,94 @@ fn flip_methods_reject_models_without_tractable_free_energy() {
         "{err}"
     );
 }
+
+#[test]
+fn rising_k_is_cd_k_with_the_scheduled_k_each_epoch() {
+    let rising = Method::CdSchedule {
+        k_start: 1,
+        k_end: 3,
+        every: 2,
+        lr_over_k: true,
+        mean_reconstruction: false,
+    };
+    let ks: Vec<usize> = (0..8).map(|e| rising.k_at(e)).collect();
+    assert_eq!(ks, [1, 1, 2, 2, 3, 3, 3, 3]);
+    // Salakhutdinov's `CD = ceil(epoch/20)` (1-based epochs)
+    let dbm_code = Method::CdSchedule {
+        k_start: 1,
+        k_end: 25,
+        every: 20,
+        lr_over_k: true,
+        mean_reconstruction: false,
+    };
+    for e in 0..600 {
+        assert_eq!(dbm_code.k_at(e), (e + 1).div_ceil(20).min(25));
+    }
+
+    // bit for bit: a rising-k run equals CD-1, CD-1, CD-2, CD-2, CD-3 runs chained by restore,
+    // each with the learning rate divided by its k
+    let (m, p) = rbm(12, 6, 0.05, 3);
+    let plan = plan_of(&m);
+    let data = [toy_data(100, 2)];
+    struct Ks(Vec<usize>);
+    impl Observer for Ks {
+        fn epoch_done(&mut self, _: &Trainer<'_>, m: &EpochMetrics) -> bool {
+            self.0.push(m.k);
+            true
+        }
+    }
+    let mut full = Trainer::new(&m, &plan, &p, cfg(rising.clone(), 5, 0.05)).unwrap();
+    let mut seen = Ks(Vec::new());
+    full.run(&data, &mut seen).unwrap();
+    assert_eq!(seen.0, [1, 1, 2, 2, 3]);
+    let mut state: Option<TrainState> = None;
+    for (epoch, k) in [1usize, 1, 2, 2, 3].into_iter().enumerate() {
+        let c = TrainConfig {
+            epochs: epoch + 1,
+            lr: 0.05 * (1.0 / k as f64),
+            ..cfg(Method::Cd { k }, 5, 0.05)
+        };
+        let mut t = Trainer::new(&m, &plan, &p, c).unwrap();
+        if let Some(s) = state.take() {
+            t.restore(s);
+        }
+        t.run(&data, &mut Quiet).unwrap();
+        state = Some(t.state.clone());
+    }
+    assert_eq!(
+        state.unwrap(),
+        full.state,
+        "rising k = scheduled CD-k epochs"
+    );
+
+    // and it learns: the exact log-likelihood rises
+    let (before, after) = ll_gain(
+        Method::CdSchedule {
+            k_start: 1,
+            k_end: 5,
+            every: 3,
+            lr_over_k: false,
+            mean_reconstruction: false,
+        },
+        15,
+        0.05,
+    );
+    assert!(after > before + 1.5, "rising CD: {before} -> {after}");
+    let bad = Trainer::new(
+        &m,
+        &plan,
+        &p,
+        cfg(
+            Method::CdSchedule {
+                k_start: 0,
+                k_end: 3,
+                every: 1,
+                lr_over_k: false,
+                mean_reconstruction: false,
+            },
+            1,
+            0.1,
+        ),
+    );
+    assert!(matches!(bad, Err(TrainError::Config(_))));
+}
