@@ -463,19 +463,38 @@ fn method(e: &Expr, diags: &mut Vec<Diagnostic>) -> Option<Method> {
     let mut a = Args::new(call.unwrap_or(&empty));
     let m = match name {
         "cd" => {
-            // `cd(k = 1, k_end = 25, every = 2, lr_over_k = 1)`: k rising by one every
-            // `every` epochs up to `k_end` (Salakhutdinov & Murray's CD25), optionally with
-            // the learning rate divided by k; the named-only arguments use positions no
-            // call has
+            // `cd(k = 1, k_end = 25, every = 2, lr_over_k = 1, reconstruction = "mean")`: k
+            // rising by one every `every` epochs up to `k_end` (Salakhutdinov & Murray's
+            // CD25), optionally with the learning rate divided by k, and the last visible step
+            // as conditional means (`rbm.m`); the named-only arguments use positions no call
+            // has
             let k = a.count(0, "k").unwrap_or(1).max(1);
-            match a.count(usize::MAX, "k_end") {
-                None => Some(Method::Cd { k }),
-                Some(k_end) => Some(Method::CdRising {
+            let k_end = a.count(usize::MAX, "k_end");
+            let every = a.count(usize::MAX, "every");
+            let lr_over_k = a.count(usize::MAX, "lr_over_k");
+            let recon = a.expr(usize::MAX, "reconstruction");
+            let mean = match recon.map(|e| (e, &e.kind)) {
+                None => false,
+                Some((_, ExprKind::Str(m) | ExprKind::Name(m))) if m == "mean" => true,
+                Some((_, ExprKind::Str(m) | ExprKind::Name(m))) if m == "sample" => false,
+                Some((e, _)) => {
+                    diags.push(
+                        Diagnostic::error("E0505", e.span, "unknown reconstruction")
+                            .with_hint("use \"sample\" (default) or \"mean\""),
+                    );
+                    false
+                }
+            };
+            if k_end.is_none() && every.is_none() && lr_over_k.is_none() && recon.is_none() {
+                Some(Method::Cd { k })
+            } else {
+                Some(Method::CdSchedule {
                     k_start: k,
-                    k_end: k_end.max(k),
-                    every: a.count(usize::MAX, "every").unwrap_or(1).max(1),
-                    lr_over_k: a.count(usize::MAX, "lr_over_k").unwrap_or(0) > 0,
-                }),
+                    k_end: k_end.unwrap_or(k).max(k),
+                    every: every.unwrap_or(1).max(1),
+                    lr_over_k: lr_over_k.unwrap_or(0) > 0,
+                    mean_reconstruction: mean,
+                })
             }
         }
         "pcd" | "sml" => Some(Method::Pcd {

@@ -5,6 +5,9 @@
 //! is exactly `p(x_B = 1 | x_A)` when `B` interacts with nothing else, the up-pass of a DBN
 //! trained greedily, or one mean-field step of a DBM layer without its top-down input.
 //!
+//! Groups can be *removed* first (label units, before fine-tuning): terms touching them are
+//! dropped, as if the group were deleted from the model.
+//!
 //! Invariant: a [`Chain`] is only built when, for every pair, `B` is binary, no log-normaliser
 //! (directed conditional) contains `B`, and every term instance touching `B` with a non-zero
 //! coefficient is `c x_B[j]`, `c x_A[i] x_B[j]` or `c x_B[j] x_C[k]` with `C` the group after `B`
@@ -55,6 +58,10 @@ pub enum ExtractLayersError {
         from: String,
         span: Span,
     },
+    #[error("group `{group}` cannot be both in the chain and removed")]
+    RemovedInChain { group: String },
+    #[error("no model of the chain has a group `{group}` to remove")]
+    UnknownRemoved { group: String },
     #[error("parameter values do not fit model `{model}`: {why}")]
     ParamsMismatch { model: String, why: String },
     #[error("the coefficient of {monomial} is not finite")]
@@ -213,6 +220,7 @@ fn extract_pair(
     a: GroupId,
     b: GroupId,
     next: Option<GroupId>,
+    removed: &[GroupId],
 ) -> Result<Layer, ExtractLayersError> {
     let (ga, gb) = (model.group(a), model.group(b));
     if gb.domain != Domain::Binary {
@@ -236,7 +244,9 @@ fn extract_pair(
     let mut coupled = false;
     let mut fs: Vec<Factor> = Vec::with_capacity(4);
     for t in &model.terms {
-        if !t.units.iter().any(|u| u.group == b) {
+        if !t.units.iter().any(|u| u.group == b)
+            || t.units.iter().any(|u| removed.contains(&u.group))
+        {
             continue;
         }
         if let Some(u) = t
@@ -322,6 +332,19 @@ impl Chain {
         params: &Params,
         groups: &[&str],
     ) -> Result<Chain, ExtractLayersError> {
+        Chain::from_model_removing(model, params, groups, &[])
+    }
+
+    /// Like [`Chain::from_model`] with the groups `removed` deleted from the model first:
+    /// every term touching them is dropped. This is how the published protocols discard the
+    /// label units before fine-tuning (the top RBM of Hinton et al.'s DBN, the labelled DBM
+    /// of Salakhutdinov & Hinton: "y is then removed").
+    pub fn from_model_removing(
+        model: &Model,
+        params: &Params,
+        groups: &[&str],
+        removed: &[&str],
+    ) -> Result<Chain, ExtractLayersError> {
         check_params(model, params)?;
         if groups.len() < 2 {
             return Err(ExtractLayersError::ShortChain { n: groups.len() });
@@ -337,8 +360,20 @@ impl Chain {
                 });
             }
         }
+        let gone = removed
+            .iter()
+            .map(|g| group_id(model, g))
+            .collect::<Result<Vec<_>, _>>()?;
+        if let Some(k) = gone.iter().position(|g| ids.contains(g)) {
+            return Err(ExtractLayersError::RemovedInChain {
+                group: removed[k].to_string(),
+            });
+        }
         let layers = (0..ids.len() - 1)
-            .map(|l| extract_pair(model, params, ids[l], ids[l + 1], ids.get(l + 2).copied()))
+            .map(|l| {
+                let next = ids.get(l + 2).copied();
+                extract_pair(model, params, ids[l], ids[l + 1], next, &gone)
+            })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Chain {
             groups: groups.iter().map(|s| s.to_string()).collect(),
@@ -350,13 +385,35 @@ impl Chain {
     /// `(model, params, visible group, hidden group)` per layer, bottom first. The hidden
     /// group of each must have as many units as the visible group of the next.
     pub fn from_stack(rbms: &[(&Model, &Params, &str, &str)]) -> Result<Chain, ExtractLayersError> {
+        Chain::from_stack_removing(rbms, &[])
+    }
+
+    /// Like [`Chain::from_stack`], removing the named groups from every model of the stack
+    /// that has them (e.g. the label units of the top RBM); each name must exist in one.
+    pub fn from_stack_removing(
+        rbms: &[(&Model, &Params, &str, &str)],
+        removed: &[&str],
+    ) -> Result<Chain, ExtractLayersError> {
         if rbms.is_empty() {
             return Err(ExtractLayersError::ShortChain { n: 0 });
+        }
+        if let Some(g) = removed
+            .iter()
+            .find(|g| rbms.iter().all(|r| r.0.group_id(g).is_none()))
+        {
+            return Err(ExtractLayersError::UnknownRemoved {
+                group: g.to_string(),
+            });
         }
         let mut groups = vec![rbms[0].2.to_string()];
         let mut layers = vec![];
         for (k, &(model, params, vis, hid)) in rbms.iter().enumerate() {
-            let c = Chain::from_model(model, params, &[vis, hid])?;
+            let here: Vec<&str> = removed
+                .iter()
+                .copied()
+                .filter(|g| model.group_id(g).is_some())
+                .collect();
+            let c = Chain::from_model_removing(model, params, &[vis, hid], &here)?;
             if let Some(prev) = layers.last() {
                 let prev: &Layer = prev;
                 if prev.n_out() != c.layers[0].n_in() {

@@ -5,7 +5,9 @@
 //! Invariant: nothing here prints, touches the disk or panics on user input; every user
 //! mistake (shapes, labels, settings, a model that is not a chain of sigmoid layers, a corrupt
 //! checkpoint) is an [`MlpError`] or [`ExtractLayersError`]. Training is deterministic given
-//! the seed, single-threaded, f32, GEMMs through ndarray (matrixmultiply).
+//! the seed, single-threaded, f32. GEMMs go through [`gemm::sgemm`]: a packed AVX-512 kernel
+//! where the CPU has AVX-512F, else ndarray's `general_mat_mul` (matrixmultiply);
+//! `EBMC_GEMM=matrixmultiply` forces the latter, [`gemm::backend`] says which is in use.
 //!
 //! # API for the experiment runner
 //!
@@ -14,6 +16,8 @@
 //! Mlp::random(&[784, 500, 500, 2000, 10], seed) -> Result<Mlp, MlpError>
 //! Chain::from_model(&model, &params, &["v", "h1", "h2"]) -> Result<Chain, ExtractLayersError>
 //! Chain::from_stack(&[(&rbm1, &p1, "v", "h"), (&rbm2, &p2, "v", "h"), ..])   // greedy DBN
+//! Chain::from_model_removing(&m, &p, &["v", "h1", "h2"], &["y"])   // labels dropped first
+//! Chain::from_stack_removing(&stack, &["y"])
 //! chain.dbn_mlp(n_classes, seed) -> Result<Mlp, MlpError>      // up-pass layers + new softmax
 //! chain.dbm_mlp(n_classes, seed) -> Result<Mlp, MlpError>      // input [v, q(h2|v)], W = [W1; W2ᵀ]
 //! chain.dbm_input(v, &MeanFieldConfig::default()) -> Result<Array2<f32>, MlpError>  // [v, q(h2|v)]
@@ -29,6 +33,12 @@
 //!     write_npz_atomically(tr.state());        // BTreeMap<String, ArrayD<f32>>, epoch boundary
 //! }
 //! ```
+//!
+//! Settings a `train` item could expose map one to one onto [`SgdConfig`] (`batch_size`, `lr`,
+//! `lr_schedule` = constant | exponential(factor) | step(every, factor) | inverse_time(epochs),
+//! `momentum`, `initial_momentum`, `momentum_warmup` epochs, `weight_decay`, `seed`) and
+//! [`MeanFieldConfig`] (`iters`, `tol`, `double_init`). A final net alone saves with
+//! [`Mlp::to_arrays`] / [`Mlp::from_arrays`].
 //!
 //! Checkpoint arrays ([`Trainer::state`]): `w.L`, `b.L` (layer `L`, 0 = first),
 //! `velocity.w.L`, `velocity.b.L`, `epoch` (`[1]`, finished epochs), `seed` (`[4]`, 16-bit
@@ -58,6 +68,8 @@ pub enum MlpError {
     BadLayer { layer: usize, why: String },
     #[error("the data have {got} features but the network takes {expected} inputs")]
     InputWidth { expected: usize, got: usize },
+    #[error("input value at row {row}, column {col} is not finite")]
+    NonFiniteInput { row: usize, col: usize },
     #[error("{rows} examples but {labels} labels")]
     LabelCount { rows: usize, labels: usize },
     #[error("label {label} of example {index} is out of range for {n_classes} classes")]

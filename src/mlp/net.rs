@@ -171,6 +171,16 @@ impl Mlp {
                 got: x.ncols(),
             });
         }
+        // a NaN or infinite input would surface later as a "diverged" loss with the wrong advice
+        if let Some(k) = x.iter().position(|v| !v.is_finite()) {
+            let (row, col) = if x.is_standard_layout() {
+                (k / x.ncols().max(1), k % x.ncols().max(1))
+            } else {
+                let p = x.indexed_iter().find(|(_, v)| !v.is_finite());
+                p.map_or((0, 0), |(ix, _)| ix)
+            };
+            return Err(MlpError::NonFiniteInput { row, col });
+        }
         if let Some(y) = y {
             if y.len() != x.nrows() {
                 return Err(MlpError::LabelCount {

@@ -11,16 +11,23 @@ use serde::{Deserialize, Serialize};
 pub enum Method {
     /// contrastive divergence: `k` Gibbs sweeps from the data (Hinton 2002)
     Cd { k: usize },
-    /// contrastive divergence with `k` rising during training (Salakhutdinov & Murray's CD25,
-    /// "k increased gradually from 1 to 25"): at 0-based epoch `e`,
-    /// `k = min(k_end, k_start + e / every)`, the schedule of Salakhutdinov's code
-    /// (`CD = ceil(epoch/20)` with 1-based epochs is `k_start = 1, every = 20`). With
-    /// `lr_over_k` the learning rate is divided by the current `k`, as that code does.
-    CdRising {
+    /// contrastive divergence with options (`Cd { k }` is `k_start = k_end = k`, `every = 1`,
+    /// both flags off):
+    /// - `k` rising during training (Salakhutdinov & Murray's CD25, "k increased gradually
+    ///   from 1 to 25"): at 0-based epoch `e`, `k = min(k_end, k_start + e / every)`, the
+    ///   schedule of Salakhutdinov's code (`CD = ceil(epoch/20)` with 1-based epochs is
+    ///   `k_start = 1, every = 20`); with `lr_over_k` the learning rate is divided by the
+    ///   current `k`, as that code does;
+    /// - `mean_reconstruction`: the visibles of the last step are their conditional means
+    ///   `p(v|h)` instead of a sample, and the hidden statistics are taken at those means, as
+    ///   Hinton & Salakhutdinov's `rbm.m` does (needs every hidden group summed out and
+    ///   visible groups that do not interact with each other).
+    CdSchedule {
         k_start: usize,
         k_end: usize,
         every: usize,
         lr_over_k: bool,
+        mean_reconstruction: bool,
     },
     /// persistent CD / stochastic maximum likelihood with `chains` fantasy particles
     Pcd { k: usize, chains: usize },
@@ -45,7 +52,7 @@ impl Method {
     pub fn k_at(&self, epoch: usize) -> usize {
         match *self {
             Method::Cd { k } | Method::Pcd { k, .. } | Method::Pt { k, .. } => k,
-            Method::CdRising {
+            Method::CdSchedule {
                 k_start,
                 k_end,
                 every,
@@ -55,11 +62,11 @@ impl Method {
         }
     }
 
-    /// Factor applied to the learning rate at `epoch` (`1 / k` for `CdRising` with
+    /// Factor applied to the learning rate at `epoch` (`1 / k` for `CdSchedule` with
     /// `lr_over_k`, else 1).
     pub fn lr_factor(&self, epoch: usize) -> f64 {
         match self {
-            Method::CdRising {
+            Method::CdSchedule {
                 lr_over_k: true, ..
             } => 1.0 / self.k_at(epoch).max(1) as f64,
             _ => 1.0,

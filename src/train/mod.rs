@@ -103,15 +103,23 @@ impl<'m> Trainer<'m> {
         match &cfg.method {
             Method::PseudoLikelihood { .. } => phases::check_flip(&ex, "pseudo-likelihood")?,
             Method::RatioMatching { .. } => phases::check_flip(&ex, "ratio matching")?,
-            Method::CdRising {
+            Method::CdSchedule {
                 k_start,
                 k_end,
                 every,
                 ..
             } if *k_start == 0 || k_end < k_start || *every == 0 => {
                 return Err(TrainError::Config(format!(
-                    "rising CD needs 1 <= k_start <= k_end and every >= 1 (got k_start {k_start}, k_end {k_end}, every {every})"
+                    "scheduled CD needs 1 <= k_start <= k_end and every >= 1 (got k_start {k_start}, k_end {k_end}, every {every})"
                 )))
+            }
+            Method::CdSchedule {
+                mean_reconstruction: true,
+                ..
+            } if !phases::mean_reconstruction_ok(&ex) => {
+                return Err(TrainError::Config(
+                    "CD with mean reconstruction needs every hidden group summed out and visible groups that do not interact with each other".into(),
+                ))
             }
             Method::Pt { temps, min_beta, .. } if *temps < 2 || !(*min_beta > 0.0 && *min_beta < 1.0) => {
                 return Err(TrainError::Config(format!(
@@ -304,9 +312,16 @@ impl<'m> Trainer<'m> {
         let mut rngs = Rngs::new(seed, 0, m);
         let data = self.ex.batch_from_visible(vis);
         let (mut grad, obj, swap) = match self.cfg.method.clone() {
-            Method::Cd { .. } | Method::CdRising { .. } => {
+            Method::Cd { .. } | Method::CdSchedule { .. } => {
                 let k = self.cfg.method.k_at(self.state.epoch);
-                let (g, e) = phases::cd(&self.ex, &data, k, &mut rngs);
+                let mean = matches!(
+                    self.cfg.method,
+                    Method::CdSchedule {
+                        mean_reconstruction: true,
+                        ..
+                    }
+                );
+                let (g, e) = phases::cd(&self.ex, &data, k, mean, &mut rngs);
                 (g, e, 0.0)
             }
             Method::Pcd { k, chains } | Method::Pt { k, chains, .. } => {

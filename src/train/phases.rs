@@ -130,9 +130,32 @@ pub(crate) fn combine(a: &[Vec<f64>], sa: f64, b: &[Vec<f64>], sb: f64) -> Vec<V
         .collect()
 }
 
+/// Whether the visibles can be set to their conditional means in one step and the hidden
+/// groups summed out given them: every hidden group summed, visible groups that interact
+/// neither with themselves nor with each other.
+pub(crate) fn mean_reconstruction_ok(ex: &Exec) -> bool {
+    let st = &ex.plan.structure;
+    let vis = groups_with(ex, Role::Visible);
+    hidden_exact(ex)
+        && vis.iter().all(|&g| {
+            !st.blankets[g.idx()].self_interacting
+                && vis
+                    .iter()
+                    .all(|&h| h == g || !st.interacts[g.idx()][h.idx()])
+        })
+}
+
 /// Contrastive divergence: ascent direction `-<dE>_data + <dE>_CD-k`, plus the squared
-/// reconstruction error of the visibles after the chain.
-pub(crate) fn cd(ex: &Exec, data: &Batch, k: usize, rngs: &mut Rngs) -> (Vec<Vec<f64>>, f64) {
+/// reconstruction error of the visibles after the chain. With `mean_visible` the last step's
+/// visibles are their conditional means given the hidden sample (`rbm.m`), and the hidden
+/// statistics are taken at those means (checked by `mean_reconstruction_ok` beforehand).
+pub(crate) fn cd(
+    ex: &Exec,
+    data: &Batch,
+    k: usize,
+    mean_visible: bool,
+    rngs: &mut Rngs,
+) -> (Vec<Vec<f64>>, f64) {
     let mut pos = data.clone();
     positive(ex, &mut pos, rngs, k);
     // chain start: data visibles, hidden groups drawn given them
@@ -148,7 +171,15 @@ pub(crate) fn cd(ex: &Exec, data: &Batch, k: usize, rngs: &mut Rngs) -> (Vec<Vec
         }
         chain.sq.iter_mut().for_each(|s| *s = None);
     }
-    let neg = run_chain(ex, &mut chain, k, rngs, None);
+    let neg = if mean_visible {
+        // k - 1 full sweeps (leaving sampled hidden groups), then v <- E[v | h], h <- E[h | v]
+        run_chain(ex, &mut chain, k - 1, rngs, None);
+        ex.rao_blackwellize(&mut chain, &groups_with(ex, Role::Visible), None);
+        ex.rao_blackwellize(&mut chain, &ex.plan.free_energy.summed, None);
+        chain
+    } else {
+        run_chain(ex, &mut chain, k, rngs, None)
+    };
     // -<dE>_data + <dE>_CD-k in one pass (one table for both phases)
     let grad = ex.energy_grad_pair(&pos, -1.0, &neg, 1.0);
     let mut err = 0.0;

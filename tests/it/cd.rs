@@ -39,6 +39,7 @@ fn exact_cd_direction(
     data: &[Array1<f64>],
     k: usize,
     mean_hidden: bool,
+    mean_visible: bool,
 ) -> Vec<Vec<f64>> {
     let (w, a, b) = wab(p, nv, nh);
     let nvs = 1usize << nv;
@@ -76,7 +77,7 @@ fn exact_cd_direction(
         }
     }
     let mut tk = Array2::<f64>::eye(nvs);
-    for _ in 0..k {
+    for _ in 0..if mean_visible { k - 1 } else { k } {
         tk = tk.dot(&t);
     }
     let mut gw = Array2::<f64>::zeros((nv, nh));
@@ -93,11 +94,30 @@ fn exact_cd_direction(
             / n);
         ga += &(v0 / n);
         gb += &(&q0 / n);
+        // (weight, visible vector) pairs of the negative statistics
+        let mut neg: Vec<(f64, Array1<f64>)> = Vec::new();
         for (j, vk) in vs.iter().enumerate() {
             let pr = tk[(code, j)] / n;
             if pr == 0.0 {
                 continue;
             }
+            if mean_visible {
+                let q = ph(vk);
+                for hc in 0..nhs {
+                    let h = bits(hc, nh);
+                    let ph_h: f64 = q
+                        .iter()
+                        .zip(&h)
+                        .map(|(&p, &x)| if x > 0.5 { p } else { 1.0 - p })
+                        .product();
+                    neg.push((pr * ph_h, (w.dot(&h) + &a).mapv(sigmoid)));
+                }
+            } else {
+                neg.push((pr, vk.clone()));
+            }
+        }
+        for (pr, vk) in &neg {
+            let (pr, vk) = (*pr, vk);
             let qk = ph(vk);
             gw -= &(vk
                 .view()
@@ -119,11 +139,11 @@ fn max_abs_diff(x: &[Vec<f64>], y: &[Vec<f64>]) -> f64 {
 }
 
 /// One trainer update with `lr = 1`, no momentum, no decay: the update is the direction.
-fn trainer_direction(p: &Params, data: &Array2<f32>, k: usize, seed: u64) -> Vec<Vec<f64>> {
+fn trainer_direction(p: &Params, data: &Array2<f32>, method: Method, seed: u64) -> Vec<Vec<f64>> {
     let (m, _) = rbm(6, 4, 1.0, 0);
     let plan = plan_of(&m);
     let cfg = TrainConfig {
-        method: Method::Cd { k },
+        method,
         batch: data.nrows(),
         epochs: 1,
         lr: 1.0,
@@ -159,15 +179,31 @@ fn cd_k_update_matches_its_exact_expectation() {
     let data = Array2::from_shape_fn((n, nv), |(r, c)| protos[r % 8][c] as f32);
     let tol = 0.004;
     for k in [1usize, 3] {
-        let want = exact_cd_direction(&p, nv, nh, &protos, k, false);
-        let got = trainer_direction(&p, &data, k, 5 + k as u64);
+        let want = exact_cd_direction(&p, nv, nh, &protos, k, false, false);
+        let got = trainer_direction(&p, &data, Method::Cd { k }, 5 + k as u64);
         let err = max_abs_diff(&got, &want);
         assert!(err < tol, "CD-{k}: trainer vs exact expectation {err}");
         // negative control: mean-field hidden states in the chain give a different update
-        let wrong = exact_cd_direction(&p, nv, nh, &protos, k, true);
+        let wrong = exact_cd_direction(&p, nv, nh, &protos, k, true, false);
         let gap = max_abs_diff(&wrong, &want);
-        eprintln!("CD-{k}: err {err} gap {gap}");
         assert!(gap > 5.0 * tol, "CD-{k}: control differs by only {gap}");
+        // rbm.m's mean reconstruction: its own expectation, different from sampled CD's
+        let mean = Method::CdSchedule {
+            k_start: k,
+            k_end: k,
+            every: 1,
+            lr_over_k: false,
+            mean_reconstruction: true,
+        };
+        let want_mean = exact_cd_direction(&p, nv, nh, &protos, k, false, true);
+        let got = trainer_direction(&p, &data, mean, 9 + k as u64);
+        let err = max_abs_diff(&got, &want_mean);
+        assert!(err < tol, "CD-{k}, mean reconstruction: {err}");
+        let gap = max_abs_diff(&want_mean, &want);
+        assert!(
+            gap > 5.0 * tol,
+            "CD-{k}: mean vs sampled reconstruction only {gap}"
+        );
     }
 }
 

@@ -259,6 +259,17 @@ fn user_mistakes_are_errors() {
             ..
         })
     ));
+    let mut xn = x.clone();
+    xn[(3, 1)] = f32::NAN;
+    assert_eq!(
+        net.evaluate(xn.view(), &y),
+        Err(MlpError::NonFiniteInput { row: 3, col: 1 })
+    );
+    let xt = xn.t().to_owned(); // its transpose is a column-major view of the same values
+    assert_eq!(
+        net.predict_proba(xt.t()),
+        Err(MlpError::NonFiniteInput { row: 3, col: 1 })
+    );
     assert!(matches!(Mlp::random(&[3], 0), Err(MlpError::NoLayers)));
     assert!(matches!(
         Mlp::random(&[3, 1], 0),
@@ -937,4 +948,99 @@ fn rbm_trained_on_digits_initialises_a_classifier() {
     let test = tr.net().evaluate(xte.view(), &yte).unwrap();
     eprintln!("rbm-initialised digits classifier: {test:?}");
     assert!(test.error < 0.05, "{test:?}");
+}
+
+/// Removing the label units (the published fine-tuning protocols): a DBM with labels on its
+/// top layer, minus `y`, gives exactly the layers of the same DBM built without labels; the
+/// classification RBM minus `y` gives its `W`, `b`; a labelled top RBM stacks under a DBN.
+#[test]
+fn removed_label_groups_leave_the_unlabelled_layers() {
+    use ebmc::ir::{Coef, Group, IndexVar, Origin, Param, Role, Term};
+    let (m, p) = testgen::layered(5, &[5, 4, 3], Domain::Binary, false);
+    let (mut ml, mut pl) = (m.clone(), p.clone());
+    let span = ebmc::diag::Span::default();
+    ml.groups.push(Group {
+        name: "y".into(),
+        shape: vec![2],
+        domain: Domain::Categorical,
+        role: Role::Visible,
+        span,
+    });
+    ml.params.push(Param {
+        name: "U".into(),
+        shape: vec![3, 2],
+        init: ebmc::ir::Init::Const(0.0),
+        constraints: vec![],
+        span,
+    });
+    pl.values.push(vec![0.7, -1.1, 0.4, 2.0, -0.3, 0.9]);
+    let (y, u, h2) = (
+        GroupId(3),
+        ebmc::ir::ParamId(ml.params.len() as u32 - 1),
+        GroupId(2),
+    );
+    ml.terms.push(Term {
+        vars: vec![
+            IndexVar {
+                name: "k".into(),
+                extent: 3,
+            },
+            IndexVar {
+                name: "c".into(),
+                extent: 2,
+            },
+        ],
+        units: vec![
+            testgen::unit(h2, testgen::var_index(0, 1), 1),
+            testgen::unit(y, testgen::var_index(1, 1), 1),
+        ],
+        coef: Coef::Neg(Box::new(testgen::pref(u, testgen::var_index(0, 2)))),
+        origin: Origin::Energy,
+        span,
+    });
+    let chain = ["h0", "h1", "h2"];
+    assert!(matches!(
+        Chain::from_model(&ml, &pl, &chain),
+        Err(ExtractLayersError::OutsideChain { .. })
+    ));
+    let want = Chain::from_model(&m, &p, &chain).unwrap();
+    assert_eq!(
+        Chain::from_model_removing(&ml, &pl, &chain, &["y"]).unwrap(),
+        want
+    );
+    assert!(matches!(
+        Chain::from_model_removing(&ml, &pl, &chain, &["h1"]),
+        Err(ExtractLayersError::RemovedInChain { .. })
+    ));
+    assert!(matches!(
+        Chain::from_model_removing(&ml, &pl, &chain, &["z"]),
+        Err(ExtractLayersError::UnknownGroup { .. })
+    ));
+
+    let crbm = stdlib("class_rbm", &[("nv", 4.0), ("nh", 3.0), ("nc", 2.0)]);
+    let pc = testgen::random_params(&crbm, 6, 0.7);
+    let c = Chain::from_model_removing(&crbm, &pc, &["v", "h"], &["y"]).unwrap();
+    let w = &pc.values[crbm.param_id("W").unwrap().idx()];
+    let b = &pc.values[crbm.param_id("b").unwrap().idx()];
+    for i in 0..4 {
+        for j in 0..3 {
+            assert!((c.layers[0].w[(i, j)] as f64 - w[i * 3 + j]).abs() < 1e-6);
+        }
+    }
+    for j in 0..3 {
+        assert!((c.layers[0].b[j] as f64 - b[j]).abs() < 1e-6);
+    }
+    let r1 = stdlib("rbm", &[("nv", 6.0), ("nh", 4.0)]);
+    let p1 = testgen::random_params(&r1, 7, 0.5);
+    let stack = [(&r1, &p1, "v", "h"), (&crbm, &pc, "v", "h")];
+    let dbn = Chain::from_stack_removing(&stack, &["y"]).unwrap();
+    assert_eq!(dbn.layers[1], c.layers[0]);
+    assert!(matches!(
+        Chain::from_stack(&stack),
+        Err(ExtractLayersError::OutsideChain { .. })
+    ));
+    assert!(matches!(
+        Chain::from_stack_removing(&stack, &["labels"]),
+        Err(ExtractLayersError::UnknownRemoved { .. })
+    ));
 }

@@ -320,20 +320,22 @@ fn flip_methods_reject_models_without_tractable_free_energy() {
 
 #[test]
 fn rising_k_is_cd_k_with_the_scheduled_k_each_epoch() {
-    let rising = Method::CdRising {
+    let rising = Method::CdSchedule {
         k_start: 1,
         k_end: 3,
         every: 2,
         lr_over_k: true,
+        mean_reconstruction: false,
     };
     let ks: Vec<usize> = (0..8).map(|e| rising.k_at(e)).collect();
     assert_eq!(ks, [1, 1, 2, 2, 3, 3, 3, 3]);
     // Salakhutdinov's `CD = ceil(epoch/20)` (1-based epochs)
-    let dbm_code = Method::CdRising {
+    let dbm_code = Method::CdSchedule {
         k_start: 1,
         k_end: 25,
         every: 20,
         lr_over_k: true,
+        mean_reconstruction: false,
     };
     for e in 0..600 {
         assert_eq!(dbm_code.k_at(e), (e + 1).div_ceil(20).min(25));
@@ -377,11 +379,12 @@ fn rising_k_is_cd_k_with_the_scheduled_k_each_epoch() {
 
     // and it learns: the exact log-likelihood rises
     let (before, after) = ll_gain(
-        Method::CdRising {
+        Method::CdSchedule {
             k_start: 1,
             k_end: 5,
             every: 3,
             lr_over_k: false,
+            mean_reconstruction: false,
         },
         15,
         0.05,
@@ -392,11 +395,12 @@ fn rising_k_is_cd_k_with_the_scheduled_k_each_epoch() {
         &plan,
         &p,
         cfg(
-            Method::CdRising {
+            Method::CdSchedule {
                 k_start: 0,
                 k_end: 3,
                 every: 1,
                 lr_over_k: false,
+                mean_reconstruction: false,
             },
             1,
             0.1,
