@@ -578,9 +578,10 @@ impl Exec<'_> {
         b: &Batch,
         acc: &mut Array2<f32>,
         pick: &dyn Fn(GroupId) -> bool,
+        transposed: &BTreeMap<usize, Array2<f32>>,
     ) {
         for op in &self.lowered.fields[g.idx()] {
-            let (term, other, transposed) = match op {
+            let (term, other, transposed_term) = match op {
                 FieldOp::DenseA { term } => match self.lowered.terms[*term].kind {
                     TermKind::Dense { gb, .. } => (*term, gb, true),
                     _ => unreachable!("DenseA points at a dense term"),
@@ -595,7 +596,11 @@ impl Exec<'_> {
                 continue;
             }
             let mat = self.tables.mats[term].as_ref().expect("dense table");
-            let mv = if transposed { mat.t() } else { mat.view() };
+            let mv = match (transposed_term, transposed.get(&term)) {
+                (true, Some(t)) => t.view(),
+                (true, None) => mat.t(),
+                (false, _) => mat.view(),
+            };
             dense::acc_xm(-1.0, &b.x[other.idx()].view(), &mv, acc, self.threads);
         }
     }
@@ -626,20 +631,30 @@ impl Exec<'_> {
         }
         let m = b.rows();
         let is_hidden = |g: GroupId| hidden.contains(&g);
+        // weights read transposed every iteration (`z_a -= X_b Mᵀ` between updated groups):
+        // one row-major copy of `Mᵀ` per call instead of a transposed product per iteration
+        let mut transposed = BTreeMap::new();
+        for &g in &hidden {
+            for op in &self.lowered.fields[g.idx()] {
+                if let FieldOp::DenseA { term } = op {
+                    if let TermKind::Dense { gb, .. } = self.lowered.terms[*term].kind {
+                        if is_hidden(gb) {
+                            let mat = self.tables.mats[*term].as_ref().expect("dense table");
+                            transposed.insert(*term, mat.t().as_standard_layout().into_owned());
+                        }
+                    }
+                }
+            }
+        }
+        let none = BTreeMap::new();
         let mut base = Vec::with_capacity(hidden.len());
         for &g in &hidden {
             let n = self.lowered.sizes[g.idx()].0;
             let mut acc = Array2::<f32>::zeros((m, n));
-            self.dense_part(g, b, &mut acc, &|o| !is_hidden(o));
+            self.dense_part(g, b, &mut acc, &|o| !is_hidden(o), &none);
             base.push(acc);
-            let init = if self.family(g) == Family::Spin {
-                0.0
-            } else {
-                0.5
-            };
-            b.x[g.idx()] = Array2::from_elem((m, n), init);
-            b.sq[g.idx()] = None;
         }
+        self.mean_field_init(b, &hidden);
         let damping = mf.damping as f32;
         for it in 0..mf.iters {
             let mut change = 0.0f32;
@@ -649,7 +664,7 @@ impl Exec<'_> {
                     let g = mb.group;
                     let k = hidden.iter().position(|&h| h == g).expect("a member");
                     let mut acc = base[k].clone();
-                    self.dense_part(g, b, &mut acc, &is_hidden);
+                    self.dense_part(g, b, &mut acc, &is_hidden, &transposed);
                     let spin = self.family(g) == Family::Spin;
                     news.push(self.run_mean(spin, &acc, &self.jit.neg_bias[g.idx()])?);
                 }

@@ -194,8 +194,8 @@ mod avx512 {
         c: (*mut f32, isize),
     ) {
         let (cp, rsc) = c;
-        // C ← beta C first; the blocked product then only accumulates
-        if beta != 1.0 {
+        if k == 0 || alpha == 0.0 {
+            // no product: C ← beta C
             for i in 0..m {
                 let row = std::slice::from_raw_parts_mut(cp.offset(i as isize * rsc), n);
                 if beta == 0.0 {
@@ -204,8 +204,6 @@ mod avx512 {
                     row.iter_mut().for_each(|x| *x *= beta);
                 }
             }
-        }
-        if k == 0 || alpha == 0.0 {
             return;
         }
         BUFS.with(|bufs| {
@@ -234,7 +232,9 @@ mod avx512 {
                                 let mr = MR.min(mc - ir * MR);
                                 let ap = pa.as_ptr().add(ir * MR * kc);
                                 let ct = cp.offset((ic + ir * MR) as isize * rsc).add(jc + jr * NR);
-                                kernel(kc, ap, bp, ct, rsc, mr, nr);
+                                // the first k-block applies beta, later ones accumulate
+                                let bk = if pc == 0 { beta } else { 1.0 };
+                                kernel(kc, ap, bp, ct, rsc, mr, nr, bk);
                             }
                         }
                     }
@@ -331,7 +331,8 @@ mod avx512 {
         }
     }
 
-    /// `C[0..mr, 0..nr] += Apanel Bpanel` over `kc`.
+    /// `C[0..mr, 0..nr] ← beta C + Apanel Bpanel` over `kc` (`beta = 0`: C is not read).
+    #[allow(clippy::too_many_arguments)]
     #[inline]
     #[target_feature(enable = "avx512f")]
     unsafe fn kernel(
@@ -342,6 +343,7 @@ mod avx512 {
         rsc: isize,
         mr: usize,
         nr: usize,
+        beta: f32,
     ) {
         let mut acc = [[_mm512_setzero_ps(); 2]; MR];
         let (mut ap, mut bp) = (ap, bp);
@@ -356,26 +358,49 @@ mod avx512 {
             ap = ap.add(MR);
             bp = bp.add(NR);
         }
+        let vb = _mm512_set1_ps(beta);
+        // beta C + acc, reading C only when beta is not 0 (C may hold NaN then)
+        let update = |old: __m512, acc: __m512| -> __m512 {
+            if beta == 1.0 {
+                _mm512_add_ps(old, acc)
+            } else {
+                _mm512_fmadd_ps(vb, old, acc)
+            }
+        };
         if nr == NR {
             for (r, row) in acc.iter().enumerate().take(mr) {
                 let cr = c.offset(r as isize * rsc);
-                _mm512_storeu_ps(cr, _mm512_add_ps(_mm512_loadu_ps(cr), row[0]));
-                let cr = cr.add(16);
-                _mm512_storeu_ps(cr, _mm512_add_ps(_mm512_loadu_ps(cr), row[1]));
+                for (h, &x) in row.iter().enumerate() {
+                    let p = cr.add(16 * h);
+                    let v = if beta == 0.0 {
+                        x
+                    } else {
+                        update(_mm512_loadu_ps(p), x)
+                    };
+                    _mm512_storeu_ps(p, v);
+                }
             }
         } else {
             let lo = nr.min(16);
             let hi = nr - lo;
-            let m0: __mmask16 = if lo == 16 { 0xffff } else { (1u16 << lo) - 1 };
-            let m1: __mmask16 = if hi == 16 { 0xffff } else { (1u16 << hi) - 1 };
+            let masks: [__mmask16; 2] = [
+                if lo == 16 { 0xffff } else { (1u16 << lo) - 1 },
+                if hi == 16 { 0xffff } else { (1u16 << hi) - 1 },
+            ];
             for (r, row) in acc.iter().enumerate().take(mr) {
                 let cr = c.offset(r as isize * rsc);
-                let x = _mm512_maskz_loadu_ps(m0, cr);
-                _mm512_mask_storeu_ps(cr, m0, _mm512_add_ps(x, row[0]));
-                if hi > 0 {
-                    let cr = cr.add(16);
-                    let x = _mm512_maskz_loadu_ps(m1, cr);
-                    _mm512_mask_storeu_ps(cr, m1, _mm512_add_ps(x, row[1]));
+                for (h, &x) in row.iter().enumerate() {
+                    let mk = masks[h];
+                    if mk == 0 {
+                        continue;
+                    }
+                    let p = cr.add(16 * h);
+                    let v = if beta == 0.0 {
+                        x
+                    } else {
+                        update(_mm512_maskz_loadu_ps(mk, p), x)
+                    };
+                    _mm512_mask_storeu_ps(p, mk, v);
                 }
             }
         }

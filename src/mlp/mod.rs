@@ -5,7 +5,9 @@
 //! Invariant: nothing here prints, touches the disk or panics on user input; every user
 //! mistake (shapes, labels, settings, a model that is not a chain of sigmoid layers, a corrupt
 //! checkpoint) is an [`MlpError`] or [`ExtractLayersError`]. Training is deterministic given
-//! the seed, single-threaded, f32, GEMMs through ndarray (matrixmultiply).
+//! the seed, single-threaded, f32. GEMMs go through [`gemm::sgemm`]: a packed AVX-512 kernel
+//! where the CPU has AVX-512F, else ndarray's `general_mat_mul` (matrixmultiply);
+//! `EBMC_GEMM=matrixmultiply` forces the latter, [`gemm::backend`] says which is in use.
 //!
 //! # API for the experiment runner
 //!
@@ -31,6 +33,12 @@
 //!     write_npz_atomically(tr.state());        // BTreeMap<String, ArrayD<f32>>, epoch boundary
 //! }
 //! ```
+//!
+//! Settings a `train` item could expose map one to one onto [`SgdConfig`] (`batch_size`, `lr`,
+//! `lr_schedule` = constant | exponential(factor) | step(every, factor) | inverse_time(epochs),
+//! `momentum`, `initial_momentum`, `momentum_warmup` epochs, `weight_decay`, `seed`) and
+//! [`MeanFieldConfig`] (`iters`, `tol`, `double_init`). A final net alone saves with
+//! [`Mlp::to_arrays`] / [`Mlp::from_arrays`].
 //!
 //! Checkpoint arrays ([`Trainer::state`]): `w.L`, `b.L` (layer `L`, 0 = first),
 //! `velocity.w.L`, `velocity.b.L`, `epoch` (`[1]`, finished epochs), `seed` (`[4]`, 16-bit
