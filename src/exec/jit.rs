@@ -653,14 +653,8 @@ impl Exec<'_> {
             let mut acc = Array2::<f32>::zeros((m, n));
             self.dense_part(g, b, &mut acc, &|o| !is_hidden(o), &none);
             base.push(acc);
-            let init = if self.family(g) == Family::Spin {
-                0.0
-            } else {
-                0.5
-            };
-            b.x[g.idx()] = Array2::from_elem((m, n), init);
-            b.sq[g.idx()] = None;
         }
+        self.mean_field_init(b, &hidden);
         let damping = mf.damping as f32;
         for it in 0..mf.iters {
             let mut change = 0.0f32;

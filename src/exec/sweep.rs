@@ -5,7 +5,7 @@
 //! block step, then all members are drawn; clamped groups are never written.
 
 use super::family::sample_into;
-use super::{Batch, Exec, Fields, Rngs};
+use super::{mean_of, Batch, Exec, Fields, Rngs};
 use crate::analysis::Block;
 use crate::derive::plan::Family;
 use crate::ir::GroupId;
@@ -98,7 +98,8 @@ impl Exec<'_> {
 
     /// Mean-field inference of the hidden groups with the visible groups of `b` clamped,
     /// following `plan.meanfield` (blocks, damping, iteration cap, tolerance). Returns the
-    /// number of iterations run. Hidden groups start at their zero-field means.
+    /// number of iterations run. Hidden groups start from one bottom-up pass
+    /// (`mean_field_init`).
     pub fn mean_field(&self, b: &mut Batch) -> usize {
         if let Some(n) = self.mean_field_dense(b) {
             return n;
@@ -111,9 +112,7 @@ impl Exec<'_> {
             .collect();
         hidden.sort();
         hidden.dedup();
-        for &g in &hidden {
-            self.init_zero_field_mean(g, b);
-        }
+        self.mean_field_init(b, &hidden);
         let damping = mf.damping as f32;
         for it in 0..mf.iters {
             let mut change = 0.0f32;
@@ -152,16 +151,52 @@ impl Exec<'_> {
         mf.iters
     }
 
-    fn init_zero_field_mean(&self, g: GroupId, b: &mut Batch) {
-        let (n, k) = self.lowered.sizes[g.idx()];
+    /// Mean-field starting point, one bottom-up pass (Salakhutdinov & Hinton 2009): hidden
+    /// groups start with no input (state 0), then, nearest to the clamped groups first, each
+    /// is set to its mean given the groups set so far; a group that still has unset
+    /// neighbours gets its input from the set ones doubled, standing in for the input it will
+    /// get from the others (the DBM's doubled bottom-up pass). Starting every hidden unit at
+    /// 1/2 instead lets a wide upper layer swamp the one below with its summed weights and
+    /// lock the iteration in a fixed point that ignores the data.
+    pub(super) fn mean_field_init(&self, b: &mut Batch, hidden: &[GroupId]) {
         let m = b.rows();
-        let v = match self.family(g) {
-            Family::Bernoulli => 0.5,
-            Family::Spin | Family::Gaussian => 0.0,
-            Family::Softmax => 1.0 / k as f32,
-            Family::Enumerate => unreachable!("Exec::new rejects Enumerate families"),
-        };
-        b.x[g.idx()] = Array2::from_elem((m, n), v);
-        b.sq[g.idx()] = None;
+        for &g in hidden {
+            let (n, k) = self.lowered.sizes[g.idx()];
+            let v = match self.family(g) {
+                Family::Softmax => 1.0 / k as f32,
+                _ => 0.0,
+            };
+            b.x[g.idx()] = Array2::from_elem((m, n), v);
+            b.sq[g.idx()] = None;
+        }
+        let inter = &self.plan.structure.interacts;
+        let mut set: Vec<bool> = (0..self.n_groups())
+            .map(|g| !hidden.contains(&GroupId(g as u32)))
+            .collect();
+        let mut left: Vec<GroupId> = hidden.to_vec();
+        while !left.is_empty() {
+            let touches_set = |g: &GroupId| (0..set.len()).any(|o| o != g.idx() && set[o] && inter[g.idx()][o]);
+            let i = left.iter().position(touches_set).unwrap_or(0);
+            let g = left.remove(i);
+            let unset = (0..set.len()).any(|o| o != g.idx() && !set[o] && inter[g.idx()][o]);
+            let mut f = self.fields(g, b);
+            if unset && matches!(self.family(g), Family::Bernoulli | Family::Spin) {
+                // z = bias + input; doubled input = 2 z - bias, the bias being z with every
+                // other group at 0
+                let mut zero = b.clone();
+                for (o, x) in zero.x.iter_mut().enumerate() {
+                    if o != g.idx() {
+                        x.fill(0.0);
+                    }
+                }
+                let bias = self.fields(g, &zero).z;
+                f.z = &f.z * 2.0 - &bias;
+            }
+            let k = self.lowered.sizes[g.idx()].1;
+            let (mean, sq) = mean_of(self.family(g), &f, k);
+            b.x[g.idx()] = mean;
+            b.sq[g.idx()] = sq;
+            set[g.idx()] = true;
+        }
     }
 }

@@ -95,7 +95,10 @@ pub struct TrainSpec {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct SampleSpec {
+    /// the model Gibbs runs on (a DBN's top RBM)
     pub target: TargetSpec,
+    /// models below it, bottom first: one ancestral pass `p(v | h)` down through them
+    pub down: Vec<TargetSpec>,
     pub chains: usize,
     pub steps: usize,
     /// keep every `every`-th state after burn-in in the `.npy` trajectory
@@ -226,11 +229,16 @@ pub fn interpret(program: &Program, base_dir: &Path) -> (Experiment, Vec<Diagnos
             }
             ast::Experiment::Sample {
                 target,
+                down,
                 settings,
                 span,
                 ..
             } => {
                 let t = target_spec(target, program, &mut diags);
+                let down: Vec<TargetSpec> = down
+                    .iter()
+                    .filter_map(|t| target_spec(t, program, &mut diags))
+                    .collect();
                 let mut s = Settings::new(settings);
                 let chains = s.count_or("chains", 100).max(1);
                 let steps = s.count_or("steps", 1000);
@@ -268,6 +276,7 @@ pub fn interpret(program: &Program, base_dir: &Path) -> (Experiment, Vec<Diagnos
                 if let Some(target) = t {
                     ex.actions.push(Action::Sample(SampleSpec {
                         target,
+                        down,
                         chains,
                         steps,
                         every,

@@ -182,10 +182,12 @@ pub enum Experiment {
         settings: Vec<Setting>,
         span: Span,
     },
-    /// `sample TARGET { settings }`
+    /// `sample TARGET { settings }`, or `sample M1 -> M2 -> TARGET { settings }`: Gibbs on
+    /// TARGET, then one ancestral pass down through `down` (bottom first)
     Sample {
         doc: String,
         target: Target,
+        down: Vec<Target>,
         settings: Vec<Setting>,
         span: Span,
     },

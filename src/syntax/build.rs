@@ -179,11 +179,20 @@ impl Builder {
                 })
             }
             Rule::sample_item => {
-                let target = self.target(it.next().expect("target"), d);
-                let settings = self.settings(it.next().expect("settings"), d);
+                let mut down = Vec::new();
+                let mut settings = Vec::new();
+                for k in it {
+                    match k.as_rule() {
+                        Rule::target => down.push(self.target(k, d)),
+                        Rule::settings => settings = self.settings(k, d),
+                        _ => {}
+                    }
+                }
+                let target = down.pop().expect("grammar: sample has a target");
                 Item::Experiment(Experiment::Sample {
                     doc,
                     target,
+                    down,
                     settings,
                     span,
                 })

@@ -104,6 +104,7 @@ data twice = d |> tile(2)
 train twin on twice { epochs = 2, batch = 10, lr = 0.2, seed = 4, save = "twin.npz" }
 data f2 = features(twin, twice)
 train r2 on f2 { epochs = 0, save = "r2b.npz" }
+sample r1 -> r2 { chains = 7, steps = 20, every = 5, save = "gen.png" }
 "#,
     )
     .unwrap();
@@ -140,6 +141,17 @@ train r2 on f2 { epochs = 0, save = "r2b.npz" }
     let bt = param(&out.join("twin.npz"), "b");
     let want = logit_mean_features(&x, &wt, &bt, 2.0);
     close(&param(&out.join("r2b.npz"), "a"), &want, 2e-4, "r2b.a");
+    // DBN generation: Gibbs on r2 (4 visible units, 3 hidden), then v ~ p(v | h) of r1
+    let traj: ndarray::Array3<f32> = ndarray_npy::read_npy(out.join("gen.npy")).unwrap();
+    assert_eq!(
+        traj.dim(),
+        (4, 7, 4),
+        "trajectory: every 5 of 20 sweeps, 7 chains, r2's v"
+    );
+    let down: ndarray::Array2<f32> = ndarray_npy::read_npy(out.join("gen.down.npy")).unwrap();
+    assert_eq!(down.dim(), (7, 6), "passed down to r1's 6 visible units");
+    assert!(down.iter().all(|&x| x == 0.0 || x == 1.0), "{down:?}");
+    assert!(out.join("gen.png").exists());
     let wrong = logit_mean_features(&x, &wt, &bt, 1.0);
     assert!(
         want.iter().zip(&wrong).any(|(a, b)| (a - b).abs() > 1e-3),

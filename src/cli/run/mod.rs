@@ -17,7 +17,7 @@ use crate::runtime::metrics::{EpochRecord, MetricsLog};
 use crate::runtime::progress::{Progress, WrittenFiles};
 use crate::train::{EpochMetrics, Observer, TrainState, Trainer};
 use inputs::{data_means, visible_matrices};
-use ndarray::{s, Array2};
+use ndarray::{s, Array2, Axis};
 
 mod finetune;
 mod inputs;
@@ -447,31 +447,113 @@ impl Run {
             .group_ids()
             .find(|&g| model.group(g).role == Role::Visible)
             .unwrap_or(GroupId(0));
-        // what people look at: the mean of the visible units given the final hidden state
-        let mut shown = b.clone();
-        let others: Vec<GroupId> = vec![v];
-        exec.rao_blackwellize(&mut shown, &others, None);
+        // the visible trajectory, every `every` sweeps: [snapshots, chains, units]
+        let traj = ndarray::stack(
+            Axis(0),
+            &snapshots
+                .iter()
+                .map(|x| x[v.idx()].view())
+                .collect::<Vec<_>>(),
+        )
+        .map_err(|e| CliError::new(format!("cannot stack samples: {e}")))?;
         let mut bytes = Vec::new();
-        ndarray_npy::WriteNpyExt::write_npy(&b.x[v.idx()], &mut bytes)
+        ndarray_npy::WriteNpyExt::write_npy(&traj, &mut bytes)
             .map_err(|e| CliError::new(format!("cannot encode samples: {e}")))?;
         atomic_write(&npy, &bytes)?;
         self.written.record(&npy);
-        let n = model.group(v).n_elems();
+        // what people look at: the mean of the visible units given the final hidden state
+        let mut shown = b.clone();
+        exec.rao_blackwellize(&mut shown, &[v], None);
+        let (mut shown, domain) = (shown.x[v.idx()].clone(), model.group(v).domain);
+        if !s.down.is_empty() {
+            let (bottom, means, shape) = self.down_pass(s, b.x[v.idx()].clone())?;
+            let npy = png.with_file_name(format!(
+                "{}.down.npy",
+                png.file_stem()
+                    .map_or("samples".into(), |x| x.to_string_lossy())
+            ));
+            let mut bytes = Vec::new();
+            ndarray_npy::WriteNpyExt::write_npy(&bottom, &mut bytes)
+                .map_err(|e| CliError::new(format!("cannot encode samples: {e}")))?;
+            atomic_write(&npy, &bytes)?;
+            self.written.record(&npy);
+            shown = means;
+            image_shape = shape;
+        }
+        let n = shown.ncols();
         let shape = image_shape
             .filter(|(r, c)| r * c == n)
             .unwrap_or_else(|| square(n));
         let mut opts = GridOptions::new(shape);
         opts.zoom = (28 / shape.0.max(1)).max(1);
-        if model.group(v).domain == Domain::Spin {
-            shown.x[v.idx()].mapv_inplace(|x| 0.5 * (x + 1.0));
+        if domain == Domain::Spin && s.down.is_empty() {
+            shown.mapv_inplace(|x| 0.5 * (x + 1.0));
         }
-        if model.group(v).domain == Domain::Real {
+        if domain == Domain::Real && s.down.is_empty() {
             opts.normalize = Normalize::Global;
         }
-        write_png_grid(&png, shown.x[v.idx()].view(), &opts)?;
+        write_png_grid(&png, shown.view(), &opts)?;
         self.written.record(&png);
-        let _ = snapshots;
         Ok(())
+    }
+
+    /// DBN generation below the top model: from the top model's visible state, one ancestral
+    /// pass `v ~ p(v | h)` down through the models of `s.down` (top to bottom). Returns the
+    /// bottom layer's sampled state, its means (what is shown) and the image shape of the
+    /// bottom model's training data.
+    #[allow(clippy::type_complexity)]
+    fn down_pass(
+        &mut self,
+        s: &SampleSpec,
+        mut x: Array2<f32>,
+    ) -> Result<(Array2<f32>, Array2<f32>, Option<(usize, usize)>), CliError> {
+        let mut rng = crate::exec::Rng::new(s.seed, 1 << 51);
+        let mut means = x.clone();
+        let mut shape = None;
+        for t in s.down.iter().rev() {
+            let c = self.model(t)?;
+            let model = &c.model;
+            let params = self.params_of(&model.name, &c)?;
+            let exec = Exec::new(model, &c.plan, &params).map_err(CliError::from)?;
+            let vis = model
+                .group_ids()
+                .find(|&g| model.group(g).role == Role::Visible);
+            let hid = model
+                .group_ids()
+                .find(|&g| model.group(g).role != Role::Visible);
+            let (Some(vis), Some(hid)) = (vis, hid) else {
+                return Err(CliError::new(format!(
+                    "sample: `{}` needs a visible and a hidden group to pass samples down",
+                    model.name
+                )));
+            };
+            let (gv, gh) = (model.group(vis), model.group(hid));
+            if gh.n_elems() != x.ncols() || gv.domain != Domain::Binary {
+                return Err(CliError::new(format!(
+                    "sample: the layer above gives {} units, `{}.{}` has {}{}",
+                    x.ncols(),
+                    model.name,
+                    gh.name,
+                    gh.n_elems(),
+                    if gv.domain != Domain::Binary {
+                        " (and only binary visible units can be passed down)"
+                    } else {
+                        ""
+                    }
+                )));
+            }
+            let mut b = Batch::zeros(model, x.nrows());
+            b.x[hid.idx()].assign(&x);
+            exec.rao_blackwellize(&mut b, &[vis], None);
+            means = b.x[vis.idx()].clone();
+            x = means.mapv(|p| (rng.uniform_f32() < p) as u8 as f32);
+            shape = self
+                .trained_on
+                .get(&model.name)
+                .and_then(|d| self.cache.get(d))
+                .and_then(|d| d.image_shape);
+        }
+        Ok((x, means, shape))
     }
 
     fn evaluate(&mut self, ex: &Experiment, e: &EvalSpec) -> CliResult {
