@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-fn ebmc(args: &[&str]) -> (i32, String, String) {
+pub fn ebmc(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_ebmc"))
         .args(args)
         .env("EBMC_NO_PROGRESS", "1")

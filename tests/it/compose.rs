@@ -5,20 +5,7 @@
 
 use ebmc::runtime::checkpoint::Checkpoint;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-
-fn ebmc(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_ebmc"))
-        .args(args)
-        .env("EBMC_NO_PROGRESS", "1")
-        .output()
-        .expect("run ebmc");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use super::cli::ebmc;
 
 /// A scratch directory with a small binary data set `d.csv` (rows x cols, label last).
 fn scratch(tag: &str, rows: usize, cols: usize) -> (PathBuf, Vec<Vec<f64>>) {
