@@ -9,8 +9,9 @@
 //! Random stream (fixed, so a JIT can reproduce it draw for draw): `Uniform::uniform` turns
 //! one `u32` into `(u + 0.5) / 2^32`. A Gibbs block step visits its members in order, and the
 //! variables of a member in increasing index; each discrete variable draws exactly one uniform
-//! (binary: `x = u < p1`; spin: `+1` iff `u < sigmoid(2z)`; categorical: the first state
-//! whose cumulative probability exceeds `u`), each real variable draws two (Box-Muller,
+//! (every discrete variable, binary and spin included, takes the first state whose
+//! cumulative probability exceeds `u`: binary `1` and spin `+1` iff `u >= P(0)`, i.e. iff
+//! `1 - u < P(1)`), each real variable draws two (Box-Muller,
 //! `mean + sd * sqrt(-2 ln u1) * cos(2 pi u2)`). Clamped groups draw nothing.
 //!
 //! Invariant: the interpreter never mutates the model or plan; a state it returns is in the
