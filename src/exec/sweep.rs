@@ -175,7 +175,8 @@ impl Exec<'_> {
             .collect();
         let mut left: Vec<GroupId> = hidden.to_vec();
         while !left.is_empty() {
-            let touches_set = |g: &GroupId| (0..set.len()).any(|o| o != g.idx() && set[o] && inter[g.idx()][o]);
+            let touches_set =
+                |g: &GroupId| (0..set.len()).any(|o| o != g.idx() && set[o] && inter[g.idx()][o]);
             let i = left.iter().position(touches_set).unwrap_or(0);
             let g = left.remove(i);
             let unset = (0..set.len()).any(|o| o != g.idx() && !set[o] && inter[g.idx()][o]);

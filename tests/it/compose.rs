@@ -3,9 +3,9 @@
 //! params(...)` from models trained earlier. Expected values are recomputed here from the saved
 //! parameters, independently of the executor.
 
+use super::cli::ebmc;
 use ebmc::runtime::checkpoint::Checkpoint;
 use std::path::{Path, PathBuf};
-use super::cli::ebmc;
 
 /// A scratch directory with a small binary data set `d.csv` (rows x cols, label last).
 fn scratch(tag: &str, rows: usize, cols: usize) -> (PathBuf, Vec<Vec<f64>>) {
