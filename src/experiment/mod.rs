@@ -101,6 +101,8 @@ pub struct SampleSpec {
     pub down: Vec<TargetSpec>,
     pub chains: usize,
     pub steps: usize,
+    /// sweeps before the `.npy` trajectory starts (the last state is always kept)
+    pub burn_in: usize,
     /// keep every `every`-th state after burn-in in the `.npy` trajectory
     pub every: usize,
     pub seed: u64,
@@ -167,7 +169,9 @@ const TRAIN_KEYS: &[&str] = &[
     "init",
     "save",
 ];
-const SAMPLE_KEYS: &[&str] = &["chains", "steps", "every", "seed", "init", "save"];
+const SAMPLE_KEYS: &[&str] = &[
+    "chains", "steps", "burn_in", "every", "seed", "init", "save",
+];
 const EVAL_KEYS: &[&str] = &["logz", "base", "seed"];
 
 /// Checks and types every experiment item of a compiled program.
@@ -242,6 +246,7 @@ pub fn interpret(program: &Program, base_dir: &Path) -> (Experiment, Vec<Diagnos
                 let mut s = Settings::new(settings);
                 let chains = s.count_or("chains", 100).max(1);
                 let steps = s.count_or("steps", 1000);
+                let burn_in = s.count_or("burn_in", 0);
                 let every = s.count_or("every", 100).max(1);
                 let seed = s.count_or("seed", 0) as u64;
                 let init_data = match s.expr("init") {
@@ -279,6 +284,7 @@ pub fn interpret(program: &Program, base_dir: &Path) -> (Experiment, Vec<Diagnos
                         down,
                         chains,
                         steps,
+                        burn_in,
                         every,
                         seed,
                         init_data,
@@ -537,6 +543,7 @@ fn method(e: &Expr, diags: &mut Vec<Diagnostic>) -> Option<Method> {
 fn logz_method(e: &Expr, diags: &mut Vec<Diagnostic>) -> Option<LogZMethod> {
     match &e.kind {
         ExprKind::Name(n) if n == "exact" => Some(LogZMethod::Exact),
+        ExprKind::Call(c) if c.func.name == "exact" && c.args.is_empty() => Some(LogZMethod::Exact),
         ExprKind::Call(c) if c.func.name == "ais" => {
             let mut a = Args::new(c);
             let runs = a.count(0, "runs").unwrap_or(100).max(1);

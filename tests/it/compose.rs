@@ -294,3 +294,34 @@ fn finetune_classifies_and_resumes_bit_identically() {
         assert_eq!(a, b, "`{name}` differs after resume");
     }
 }
+
+/// Every shipped example compiles and its experiment items are well-formed (no disk access:
+/// `interpret` only checks settings, names and references).
+#[test]
+fn every_example_experiment_is_well_formed() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "ebm") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let name = path.to_string_lossy().into_owned();
+        let (program, sources, diags) =
+            ebmc::front::compile_str(&name, &text, &ebmc::front::CompileOptions::default());
+        assert!(
+            !diags.iter().any(|d| d.is_error()),
+            "{name}:\n{}",
+            ebmc::front::render(&diags, &sources)
+        );
+        let (_, diags) = ebmc::experiment::interpret(&program, &dir);
+        assert!(
+            !diags.iter().any(|d| d.is_error()),
+            "{name}:\n{}",
+            ebmc::front::render(&diags, &sources)
+        );
+        n += 1;
+    }
+    assert!(n >= 8, "only {n} examples found");
+}

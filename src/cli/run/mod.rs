@@ -431,7 +431,7 @@ impl Run {
         let mut snapshots = Vec::new();
         for step in 1..=s.steps {
             exec.gibbs_sweep(&mut b, &mut rngs, &clamped, None);
-            if step % s.every == 0 || step == s.steps {
+            if (step > s.burn_in && step % s.every == 0) || step == s.steps {
                 snapshots.push(b.x.clone());
             }
             progress.inc(1);
