@@ -501,7 +501,8 @@ fn meanfield_user_schedule_warnings() {
     assert!(s.meanfield_schedule.user);
 }
 
-fn stdlib(name: &str, overrides: &[(&str, f64)]) -> Model {
+/// A stdlib model compiled with argument overrides (shared with other test modules).
+pub fn stdlib(name: &str, overrides: &[(&str, f64)]) -> Model {
     use ebmc::front::{compile_str, stdlib_source, CompileOptions};
     let opts = CompileOptions {
         overrides: overrides.iter().map(|(k, v)| (k.to_string(), *v)).collect(),

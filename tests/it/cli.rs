@@ -193,9 +193,10 @@ fn demo_matches_exact_enumeration() {
     }
 }
 
-#[test]
-fn a_killed_run_resumes_to_the_same_parameters() {
-    let dir = std::env::temp_dir().join(format!("ebmc-kill-{}", std::process::id()));
+/// A scratch directory with `slow.ebm`: a 64x300 RBM on the digits with the given training
+/// settings (and `save = "final.npz"`), slow enough per epoch to be killed mid-run.
+fn slow_digits_run(tag: &str, settings: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("ebmc-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let data = concat!(
@@ -203,15 +204,24 @@ fn a_killed_run_resumes_to_the_same_parameters() {
         "/examples/data/sklearn_digits/digits.csv.gz"
     );
     let file = dir.join("slow.ebm");
-    // small batches make epochs slow enough to be interrupted
     std::fs::write(
         &file,
         format!(
             "use rbm\ndata d = csv(\"{data}\", label = \"last\") / 16 |> binarize(\"once\", seed = 1)\n\
-             train rbm(nv = 64, nh = 300) on d {{ method = cd(k = 1) batch = 2 epochs = 12 lr = 0.01 seed = 3 save = \"final.npz\" }}\n"
+             train rbm(nv = 64, nh = 300) on d {{ {settings} save = \"final.npz\" }}\n"
         ),
     )
     .unwrap();
+    (dir, file)
+}
+
+#[test]
+fn a_killed_run_resumes_to_the_same_parameters() {
+    // small batches make epochs slow enough to be interrupted
+    let (dir, file) = slow_digits_run(
+        "kill",
+        "method = cd(k = 1) batch = 2 epochs = 12 lr = 0.01 seed = 3",
+    );
     let (a, b) = (dir.join("a"), dir.join("b"));
     let (code, _, err) = ebmc(&["run", file.to_str().unwrap(), "--out", a.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
@@ -266,22 +276,10 @@ fn a_killed_run_resumes_to_the_same_parameters() {
 fn a_run_killed_mid_epoch_resumes_to_the_same_parameters() {
     // PCD, so the persistent chains and momentum buffers must come back too; the kill lands
     // half an epoch after a checkpoint, in the middle of the next epoch's updates
-    let dir = std::env::temp_dir().join(format!("ebmc-kill-mid-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let data = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/examples/data/sklearn_digits/digits.csv.gz"
+    let (dir, file) = slow_digits_run(
+        "kill-mid",
+        "method = pcd(chains = 10, k = 1) batch = 2 epochs = 6 lr = 0.01 momentum = 0.5 -> 0.9 at epoch 2 seed = 4",
     );
-    let file = dir.join("slow.ebm");
-    std::fs::write(
-        &file,
-        format!(
-            "use rbm\ndata d = csv(\"{data}\", label = \"last\") / 16 |> binarize(\"once\", seed = 1)\n\
-             train rbm(nv = 64, nh = 300) on d {{ method = pcd(chains = 10, k = 1) batch = 2 epochs = 6 lr = 0.01 momentum = 0.5 -> 0.9 at epoch 2 seed = 4 save = \"final.npz\" }}\n"
-        ),
-    )
-    .unwrap();
     let (a, b) = (dir.join("a"), dir.join("b"));
     let (code, _, err) = ebmc(&["run", file.to_str().unwrap(), "--out", a.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");

@@ -7,9 +7,9 @@
 
 use std::collections::BTreeMap;
 
+use super::analysis::stdlib;
 use ebmc::analysis::{analyze, VarRef};
 use ebmc::derive::derive;
-use ebmc::front::{compile_str, stdlib_source, CompileOptions};
 use ebmc::interp::{Cond, Interp};
 use ebmc::ir::eval::{Params, State};
 use ebmc::ir::{Domain, GroupId, Model};
@@ -604,15 +604,6 @@ fn dbm_mean_field_and_augmented_mlp_match_the_interpreter() {
         assert_eq!(dbn.sizes(), vec![5, 4, 3, 2]);
         assert_eq!(dbn.layers()[0], chain.layers[0]);
     }
-}
-
-fn stdlib(name: &str, overrides: &[(&str, f64)]) -> Model {
-    let opts = CompileOptions {
-        overrides: overrides.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
-    };
-    let (p, _, d) = compile_str(name, stdlib_source(name).expect("stdlib model"), &opts);
-    assert!(d.iter().all(|d| !d.is_error()), "{d:?}");
-    p.models.last().expect("one model").clone()
 }
 
 /// Compiled stdlib models: RBM and DBM weights come out as their parameters; the GRBM's come
