@@ -41,12 +41,7 @@ impl Exec<'_> {
     /// Batch average of `dE/dtheta`, one flat buffer per parameter (in `ParamId` order; zero
     /// for parameters no term mentions).
     pub fn energy_grad(&self, b: &Batch) -> Vec<Vec<f64>> {
-        let mut grads: Vec<Vec<f64>> = self
-            .model
-            .params
-            .iter()
-            .map(|p| vec![0.0; p.n_elems()])
-            .collect();
+        let mut grads = self.zero_grads();
         let m = b.rows();
         if m == 0 {
             return grads;
@@ -58,14 +53,18 @@ impl Exec<'_> {
     /// `sum_r w[r] * dE/dtheta(row r)`, one flat buffer per parameter.
     pub fn energy_grad_weighted(&self, b: &Batch, w: &[f64]) -> Vec<Vec<f64>> {
         assert_eq!(w.len(), b.rows(), "one weight per row");
-        let mut grads: Vec<Vec<f64>> = self
-            .model
+        let mut grads = self.zero_grads();
+        self.grad_with(b, w, &mut grads);
+        grads
+    }
+
+    /// One zeroed flat buffer per parameter, in `ParamId` order.
+    fn zero_grads(&self) -> Vec<Vec<f64>> {
+        self.model
             .params
             .iter()
             .map(|p| vec![0.0; p.n_elems()])
-            .collect();
-        self.grad_with(b, w, &mut grads);
-        grads
+            .collect()
     }
 
     fn grad_with(&self, b: &Batch, w: &[f64], grads: &mut [Vec<f64>]) {
@@ -77,12 +76,7 @@ impl Exec<'_> {
     /// accumulate into one f32 table (selected rows for sparse binary states), converted to
     /// f64 once.
     pub fn energy_grad_pair(&self, a: &Batch, sa: f64, b: &Batch, sb: f64) -> Vec<Vec<f64>> {
-        let mut grads: Vec<Vec<f64>> = self
-            .model
-            .params
-            .iter()
-            .map(|p| vec![0.0; p.n_elems()])
-            .collect();
+        let mut grads = self.zero_grads();
         let wa = vec![sa / a.rows().max(1) as f64; a.rows()];
         let wb = vec![sb / b.rows().max(1) as f64; b.rows()];
         self.grad_parts(&[(a, &wa), (b, &wb)], &mut grads);

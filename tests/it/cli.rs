@@ -215,6 +215,25 @@ fn slow_digits_run(tag: &str, settings: &str) -> (std::path::PathBuf, std::path:
     (dir, file)
 }
 
+/// Runs `file` to the end into `dir/a` (the reference), then starts it again into `dir/b`
+/// in the background, to be killed.
+fn reference_then_spawn(
+    dir: &std::path::Path,
+    file: &std::path::Path,
+) -> (std::path::PathBuf, std::path::PathBuf, std::process::Child) {
+    let (a, b) = (dir.join("a"), dir.join("b"));
+    let (code, _, err) = ebmc(&["run", file.to_str().unwrap(), "--out", a.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let child = Command::new(env!("CARGO_BIN_EXE_ebmc"))
+        .args(["run", file.to_str().unwrap(), "--out", b.to_str().unwrap()])
+        .env("EBMC_NO_PROGRESS", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    (a, b, child)
+}
+
 #[test]
 fn a_killed_run_resumes_to_the_same_parameters() {
     // small batches make epochs slow enough to be interrupted
@@ -222,17 +241,7 @@ fn a_killed_run_resumes_to_the_same_parameters() {
         "kill",
         "method = cd(k = 1) batch = 2 epochs = 12 lr = 0.01 seed = 3",
     );
-    let (a, b) = (dir.join("a"), dir.join("b"));
-    let (code, _, err) = ebmc(&["run", file.to_str().unwrap(), "--out", a.to_str().unwrap()]);
-    assert_eq!(code, 0, "{err}");
-
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ebmc"))
-        .args(["run", file.to_str().unwrap(), "--out", b.to_str().unwrap()])
-        .env("EBMC_NO_PROGRESS", "1")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let (a, b, mut child) = reference_then_spawn(&dir, &file);
     let log = b.join("rbm.metrics.jsonl");
     let t0 = std::time::Instant::now();
     loop {
@@ -280,17 +289,7 @@ fn a_run_killed_mid_epoch_resumes_to_the_same_parameters() {
         "kill-mid",
         "method = pcd(chains = 10, k = 1) batch = 2 epochs = 6 lr = 0.01 momentum = 0.5 -> 0.9 at epoch 2 seed = 4",
     );
-    let (a, b) = (dir.join("a"), dir.join("b"));
-    let (code, _, err) = ebmc(&["run", file.to_str().unwrap(), "--out", a.to_str().unwrap()]);
-    assert_eq!(code, 0, "{err}");
-
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ebmc"))
-        .args(["run", file.to_str().unwrap(), "--out", b.to_str().unwrap()])
-        .env("EBMC_NO_PROGRESS", "1")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let (a, b, mut child) = reference_then_spawn(&dir, &file);
     let log = b.join("rbm.metrics.jsonl");
     let lines = || std::fs::read_to_string(&log).map_or(0, |s| s.lines().count());
     let t0 = std::time::Instant::now();
