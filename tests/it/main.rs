@@ -17,6 +17,7 @@ mod interp;
 mod jit;
 mod jitdiff;
 mod mlp;
+mod pretrain3;
 mod props;
 mod runtime;
 mod train;
