@@ -5,6 +5,7 @@ mod analysis;
 mod cd;
 mod cli;
 mod compose;
+mod dbnbound;
 mod deep;
 mod derive;
 mod enumerate;
