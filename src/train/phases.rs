@@ -149,13 +149,15 @@ pub(crate) fn mean_reconstruction_ok(ex: &Exec) -> bool {
 /// reconstruction error of the visibles after the chain. With `mean_visible` the last step's
 /// visibles are their conditional means given the hidden sample (`rbm.m`), and the hidden
 /// statistics are taken at those means (checked by `mean_reconstruction_ok` beforehand).
+/// Also returns the positive and negative batches the statistics were read from (for
+/// centering).
 pub(crate) fn cd(
     ex: &Exec,
     data: &Batch,
     k: usize,
     mean_visible: bool,
     rngs: &mut Rngs,
-) -> (Vec<Vec<f64>>, f64) {
+) -> (Vec<Vec<f64>>, f64, Batch, Batch) {
     let mut pos = data.clone();
     positive(ex, &mut pos, rngs, k);
     // chain start: data visibles, hidden groups drawn given them
@@ -187,7 +189,7 @@ pub(crate) fn cd(
         let d = &data.x[g.idx()] - &neg.x[g.idx()];
         err += d.iter().map(|&x| (x * x) as f64).sum::<f64>();
     }
-    (grad, err / data.rows() as f64)
+    (grad, err / data.rows() as f64, pos, neg)
 }
 
 /// Sites `(group, variable)` a flip objective visits: every element of every visible group.
