@@ -90,6 +90,8 @@ pub struct Trainer<'m> {
     pub state: TrainState,
     rules: Vec<update::ParamRules>,
     betas: Vec<f64>,
+    /// gradient buffers reused by every update (CD and PCD fill them in place)
+    grad_buf: Vec<Vec<f64>>,
 }
 
 impl<'m> Trainer<'m> {
@@ -157,6 +159,7 @@ impl<'m> Trainer<'m> {
             cfg,
             state,
             betas,
+            grad_buf: Vec::new(),
         })
     }
 
@@ -321,7 +324,8 @@ impl<'m> Trainer<'m> {
                         ..
                     }
                 );
-                let (g, e) = phases::cd(&self.ex, &data, k, mean, &mut rngs);
+                let mut g = std::mem::take(&mut self.grad_buf);
+                let e = phases::cd(&self.ex, &data, k, mean, &mut rngs, &mut g);
                 (g, e, 0.0)
             }
             Method::Pcd { k, chains } | Method::Pt { k, chains, .. } => {
@@ -353,7 +357,9 @@ impl<'m> Trainer<'m> {
                         &mut chain_rngs,
                     )
                 };
-                let grad = self.ex.energy_grad_pair(&pos, -1.0, &neg, 1.0);
+                let mut grad = std::mem::take(&mut self.grad_buf);
+                self.ex
+                    .energy_grad_pair_into(&pos, -1.0, &neg, 1.0, &mut grad);
                 (grad, f64::NAN, rate)
             }
             Method::PseudoLikelihood { sites } => {
@@ -368,7 +374,7 @@ impl<'m> Trainer<'m> {
         if let Some(sp) = self.cfg.sparsity {
             self.add_sparsity(&data, sp, &mut grad);
         }
-        update::apply(
+        let applied = update::apply(
             self.ex.model,
             &self.rules,
             &mut self.state.params,
@@ -378,7 +384,9 @@ impl<'m> Trainer<'m> {
             momentum,
             self.cfg.weight_decay,
             self.cfg.max_abs_param,
-        )?;
+        );
+        self.grad_buf = grad;
+        applied?;
         self.ex.set_params(&self.state.params);
         self.state.step += 1;
         Ok((obj, swap))
