@@ -14,7 +14,7 @@ use crate::diag::{Diagnostic, Span};
 use crate::front::Program;
 use crate::runtime::batch::Binarize;
 use crate::syntax::ast::{self, Expr, ExprKind, MulOp};
-use crate::train::{LrSchedule, Method, Sparsity, Step, TrainConfig};
+use crate::train::{Centering, LrSchedule, Method, Sparsity, Step, TrainConfig};
 use settings::{Args, Settings};
 use std::path::{Path, PathBuf};
 
@@ -164,6 +164,7 @@ const TRAIN_KEYS: &[&str] = &[
     "momentum",
     "weight_decay",
     "sparsity",
+    "centering",
     "seed",
     "init_seed",
     "init",
@@ -443,6 +444,7 @@ fn train_config(s: &mut Settings, diags: &mut Vec<Diagnostic>) -> TrainConfig {
             None
         }
     });
+    let centering = s.expr("centering").and_then(|e| centering(e, diags));
     TrainConfig {
         method,
         batch: s.count_or("batch", d.batch),
@@ -456,8 +458,40 @@ fn train_config(s: &mut Settings, diags: &mut Vec<Diagnostic>) -> TrainConfig {
         },
         weight_decay: s.num_or("weight_decay", 0.0),
         sparsity,
+        centering,
         seed: s.count_or("seed", 0) as u64,
         max_abs_param: d.max_abs_param,
+    }
+}
+
+/// `centering = true | false | ema(rate = 0.01)`: the centering trick's offsets follow a moving
+/// average of the positive-phase means with sliding factor `rate` (`true` is `rate = 0.01`).
+fn centering(e: &Expr, diags: &mut Vec<Diagnostic>) -> Option<Centering> {
+    let bad = |diags: &mut Vec<Diagnostic>, span| {
+        diags.push(
+            Diagnostic::error(
+                "E0505",
+                span,
+                "`centering` must be `true`, `false` or `ema(rate = r)`",
+            )
+            .with_hint("e.g. `centering = ema(rate = 0.01)` (0 <= rate <= 1)"),
+        );
+        None
+    };
+    match &e.kind {
+        ExprKind::Name(n) if n == "true" => Some(Centering::default()),
+        ExprKind::Name(n) if n == "false" => None,
+        ExprKind::Call(c) if c.func.name == "ema" => {
+            let mut a = Args::new(c);
+            let rate = a.num(0, "rate").unwrap_or(Centering::default().rate);
+            diags.extend(a.finish());
+            if (0.0..=1.0).contains(&rate) {
+                Some(Centering { rate })
+            } else {
+                bad(diags, e.span)
+            }
+        }
+        _ => bad(diags, e.span),
     }
 }
 

@@ -175,6 +175,8 @@ pub(crate) fn mean_reconstruction_ok(ex: &Exec) -> bool {
 /// reconstruction error of the visibles after the chain. With `mean_visible` the last step's
 /// visibles are their conditional means given the hidden sample (`rbm.m`), and the hidden
 /// statistics are taken at those means (checked by `mean_reconstruction_ok` beforehand).
+/// Also returns the positive and negative batches the statistics were read from (for
+/// centering).
 pub(crate) fn cd(
     ex: &Exec,
     data: &Batch,
@@ -182,7 +184,7 @@ pub(crate) fn cd(
     mean_visible: bool,
     rngs: &mut Rngs,
     grad: &mut Vec<Vec<f64>>,
-) -> f64 {
+) -> (f64, Batch, Batch) {
     let mut pos = data.clone();
     // chain start: data visibles, hidden groups drawn given them
     let mut chain;
@@ -218,7 +220,7 @@ pub(crate) fn cd(
         let d = &data.x[g.idx()] - &neg.x[g.idx()];
         err += d.iter().map(|&x| (x * x) as f64).sum::<f64>();
     }
-    err / data.rows() as f64
+    (err / data.rows() as f64, pos, neg)
 }
 
 /// Sites `(group, variable)` a flip objective visits: every element of every visible group.

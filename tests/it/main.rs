@@ -3,6 +3,7 @@
 mod ais;
 mod analysis;
 mod cd;
+mod centering;
 mod cli;
 mod compose;
 mod deep;
