@@ -550,6 +550,63 @@ impl Exec<'_> {
 }
 
 impl Exec<'_> {
+    /// Sets `b.x[g]` to the conditional means of `g` given the rest of `b` (as
+    /// `rao_blackwellize(b, &[g], None)`) and draws `out` from them (as
+    /// `sample_from_moments(self, g, b, out, rngs)` afterwards; one random call). For a
+    /// Bernoulli group on the `Dense` route both come from one pass of the draw epilogue: its
+    /// `p` is the same `sigmoid(acc + bias)` as the mean kernel's, and its draw uses the same
+    /// counter-based numbers as the Rust sampler, so results are identical either way.
+    pub fn moments_and_sample(
+        &self,
+        g: GroupId,
+        b: &mut Batch,
+        out: &mut Array2<f32>,
+        rngs: &mut Rngs,
+    ) {
+        let fused = self.backend == Backend::Jit
+            && self.jit.routes[g.idx()] == Route::Dense
+            && self.family(g) == Family::Bernoulli;
+        if fused {
+            if let Pre::Jit { acc, bias } = self.pre(g, b, None, false) {
+                let (m, n) = acc.dim();
+                assert_eq!(rngs.len(), m, "one random stream per row");
+                assert_eq!(out.dim(), (m, n), "sample shape");
+                let module = self
+                    .module(KernelKey::Draw {
+                        spin: false,
+                        rows: m,
+                        n,
+                    })
+                    .expect("`pre` compiled the epilogue");
+                let call = rngs.next_call();
+                // the means overwrite the group's state in place (same shape)
+                let mut p = std::mem::take(&mut b.x[g.idx()]);
+                if p.dim() != (m, n) || !p.is_standard_layout() {
+                    p = Array2::zeros((m, n));
+                }
+                module
+                    .0
+                    .run_args(
+                        0,
+                        &mut [
+                            Arg::In(acc.as_slice().expect("standard layout")),
+                            Arg::In(&bias),
+                            Arg::Out(p.as_slice_mut().expect("standard layout")),
+                            Arg::Out(out.as_slice_mut().expect("standard layout")),
+                        ],
+                        call,
+                        self.threads,
+                    )
+                    .expect("epilogue buffers match their declaration");
+                b.x[g.idx()] = p;
+                b.sq[g.idx()] = None;
+                return;
+            }
+        }
+        self.rao_blackwellize(b, &[g], None);
+        super::sample_from_moments(self, g, b, out, rngs);
+    }
+
     /// `mean(acc + bias)` by the generated mean kernel.
     fn run_mean(&self, spin: bool, acc: &Array2<f32>, bias: &[f32]) -> Option<Array2<f32>> {
         let (m, n) = acc.dim();

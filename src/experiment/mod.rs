@@ -125,7 +125,13 @@ pub enum LogZMethod {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct EvalSpec {
+    /// the model evaluated; with `down` non-empty, the top RBM of a DBN
     pub target: TargetSpec,
+    /// models below the target, bottom first: `evaluate rbm1 -> rbm2 -> top on test` bounds
+    /// the DBN's log-likelihood (`eval::dbn`)
+    pub down: Vec<TargetSpec>,
+    /// samples from the up-pass `q` per example for the DBN bound
+    pub samples: usize,
     pub data: String,
     pub logz: Option<LogZMethod>,
     /// data set the AIS base rate is fitted to (default: the training data of the target)
@@ -173,7 +179,7 @@ const TRAIN_KEYS: &[&str] = &[
 const SAMPLE_KEYS: &[&str] = &[
     "chains", "steps", "burn_in", "every", "seed", "init", "save",
 ];
-const EVAL_KEYS: &[&str] = &["logz", "base", "seed"];
+const EVAL_KEYS: &[&str] = &["logz", "base", "seed", "samples"];
 
 /// Checks and types every experiment item of a compiled program.
 pub fn interpret(program: &Program, base_dir: &Path) -> (Experiment, Vec<Diagnostic>) {
@@ -296,12 +302,17 @@ pub fn interpret(program: &Program, base_dir: &Path) -> (Experiment, Vec<Diagnos
             }
             ast::Experiment::Evaluate {
                 target,
+                down,
                 data,
                 settings,
                 span,
                 ..
             } => {
                 let t = target_spec(target, program, &mut diags);
+                let down: Vec<TargetSpec> = down
+                    .iter()
+                    .filter_map(|t| target_spec(t, program, &mut diags))
+                    .collect();
                 check_data_ref(data, &ex, &mut diags);
                 let mut s = Settings::new(settings);
                 let logz = s.expr("logz").and_then(|e| logz_method(e, &mut diags));
@@ -317,10 +328,13 @@ pub fn interpret(program: &Program, base_dir: &Path) -> (Experiment, Vec<Diagnos
                     }
                 });
                 let seed = s.count_or("seed", 0) as u64;
+                let samples = compose::dbn_samples(&mut s, target, down.len(), &logz, *span);
                 diags.extend(s.finish("`evaluate`", EVAL_KEYS));
                 if let Some(target) = t {
                     ex.actions.push(Action::Evaluate(EvalSpec {
                         target,
+                        down,
+                        samples,
                         data: data.name.clone(),
                         logz,
                         base,

@@ -97,6 +97,8 @@ pub struct Trainer<'m> {
     betas: Vec<f64>,
     /// where centering acts, when `cfg.centering` is set
     centering: Option<center::Layout>,
+    /// gradient buffers reused by every update (CD and PCD fill them in place)
+    grad_buf: Vec<Vec<f64>>,
 }
 
 impl<'m> Trainer<'m> {
@@ -188,6 +190,7 @@ impl<'m> Trainer<'m> {
             state,
             betas,
             centering,
+            grad_buf: Vec::new(),
         })
     }
 
@@ -385,7 +388,8 @@ impl<'m> Trainer<'m> {
                         ..
                     }
                 );
-                let (g, e, pos, neg) = phases::cd(&self.ex, &data, k, mean, &mut rngs);
+                let mut g = std::mem::take(&mut self.grad_buf);
+                let (e, pos, neg) = phases::cd(&self.ex, &data, k, mean, &mut rngs, &mut g);
                 (g, e, 0.0, Some((pos, neg)))
             }
             Method::Pcd { k, chains } | Method::Pt { k, chains, .. } => {
@@ -417,7 +421,9 @@ impl<'m> Trainer<'m> {
                         &mut chain_rngs,
                     )
                 };
-                let grad = self.ex.energy_grad_pair(&pos, -1.0, &neg, 1.0);
+                let mut grad = std::mem::take(&mut self.grad_buf);
+                self.ex
+                    .energy_grad_pair_into(&pos, -1.0, &neg, 1.0, &mut grad);
                 (grad, f64::NAN, rate, Some((pos, neg)))
             }
             Method::PseudoLikelihood { sites } => {
@@ -450,7 +456,7 @@ impl<'m> Trainer<'m> {
         if let Some(sp) = self.cfg.sparsity {
             self.add_sparsity(&data, sp, &mut grad);
         }
-        match (&self.centering, &self.state.offsets) {
+        let applied = match (&self.centering, &self.state.offsets) {
             (Some(layout), Some(mu)) => center::step(
                 layout,
                 self.ex.model,
@@ -464,7 +470,7 @@ impl<'m> Trainer<'m> {
                 momentum,
                 self.cfg.weight_decay,
                 self.cfg.max_abs_param,
-            )?,
+            ),
             _ => update::apply(
                 self.ex.model,
                 &self.rules,
@@ -475,8 +481,10 @@ impl<'m> Trainer<'m> {
                 momentum,
                 self.cfg.weight_decay,
                 self.cfg.max_abs_param,
-            )?,
-        }
+            ),
+        };
+        self.grad_buf = grad;
+        applied?;
         self.ex.set_params(&self.state.params);
         self.state.step += 1;
         Ok((obj, swap))

@@ -6,6 +6,7 @@ mod cd;
 mod centering;
 mod cli;
 mod compose;
+mod dbnbound;
 mod deep;
 mod derive;
 mod enumerate;
