@@ -458,7 +458,24 @@ fn train_config(s: &mut Settings, diags: &mut Vec<Diagnostic>) -> TrainConfig {
             None
         }
     });
-    let centering = s.expr("centering").and_then(|e| centering(e, diags));
+    let centering = s.expr("centering").and_then(|e| {
+        let c = centering(e, diags)?;
+        if matches!(
+            method,
+            Method::PseudoLikelihood { .. } | Method::RatioMatching { .. }
+        ) {
+            diags.push(
+                Diagnostic::error(
+                    "E0505",
+                    e.span,
+                    "centering needs a positive and a negative phase",
+                )
+                .with_hint("use it with `cd`, `pcd` or `pt`"),
+            );
+            return None;
+        }
+        Some(c)
+    });
     TrainConfig {
         method,
         batch: s.count_or("batch", d.batch),

@@ -1,6 +1,8 @@
 //! Learning: mini-batch training of any model the executor runs, driven by the Plan's
 //! gradient statistics (CD-k, PCD/SML, parallel tempering, pseudo-likelihood, ratio matching),
 //! with schedules, weight decay, sparsity, constraints, divergence checks and exact resume.
+//! The centering trick (`center`) is an option of the update for CD, PCD and PT: the model
+//! keeps its ordinary parameters, the step is taken in centered coordinates.
 //!
 //! Invariant: every random draw of update `step` comes from streams derived from
 //! `(config.seed, step)` and every epoch's example order from `(config.seed, epoch)`, so a run

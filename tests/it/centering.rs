@@ -679,6 +679,7 @@ fn centering_setting_parses_and_rejects_bad_values() {
         "centering = 1",
         "centering = ema(rate = 2)",
         "centering = ema(speed = 0.1)",
+        "centering = true, method = pseudo_likelihood",
     ] {
         let (_, errs) = centering_setting(&format!("train rbm on d {{ {bad} }}"));
         assert!(!errs.is_empty(), "`{bad}` accepted");
