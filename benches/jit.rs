@@ -22,6 +22,12 @@ use ndarray::linalg::general_mat_mul;
 use ndarray::Array2;
 use std::time::Instant;
 
+/// Whether a back-end / thread-count variant runs: `EBMC_BENCH_ONLY` (a substring of the
+/// variant's name, e.g. `jit/threads=1`) narrows a run to one variant, for profiling.
+fn variant_on(name: &str) -> bool {
+    std::env::var("EBMC_BENCH_ONLY").map_or(true, |f| name.contains(f.as_str()))
+}
+
 fn report(name: &str, value: f64, unit: &str) {
     println!("{name:<44} {value:>12.4} {unit}");
     println!("BENCH {{\"name\": \"{name}\", \"value\": {value}, \"unit\": \"{unit}\"}}");
@@ -413,6 +419,13 @@ fn bench_trainer(data: &[Array2<f32>]) {
     .expect("concat");
     let n = all.nrows() as f64;
     for (backend, threads) in [(Backend::Interp, 1), (Backend::Jit, 1), (Backend::Jit, 2)] {
+        let name = match backend {
+            Backend::Jit => format!("rbm784x500_cd1/ebmc_train_jit/threads={threads}"),
+            Backend::Interp => format!("rbm784x500_cd1/ebmc_train_interp/threads={threads}"),
+        };
+        if !variant_on(&name) {
+            continue;
+        }
         let cfg = ebmc::train::TrainConfig {
             epochs: 100,
             ..Default::default()
@@ -427,10 +440,6 @@ fn bench_trainer(data: &[Array2<f32>]) {
             tr.train_epoch(&data, &mut ebmc::train::Quiet)
                 .expect("epoch");
         });
-        let name = match backend {
-            Backend::Jit => format!("rbm784x500_cd1/ebmc_train_jit/threads={threads}"),
-            Backend::Interp => format!("rbm784x500_cd1/ebmc_train_interp/threads={threads}"),
-        };
         report(&name, n / t, "examples/s");
     }
 }
@@ -455,6 +464,13 @@ fn bench_dbm_mf() {
     }
     let v = Array2::from_shape_fn((100, 784), |_| (g.uniform_f32() < 0.13) as u8 as f32);
     for (backend, threads) in [(Backend::Interp, 1), (Backend::Jit, 1), (Backend::Jit, 2)] {
+        let name = match backend {
+            Backend::Jit => format!("dbm784-500-1000_mf10/ebmc_jit/threads={threads}"),
+            Backend::Interp => format!("dbm784-500-1000_mf10/ebmc_interp/threads={threads}"),
+        };
+        if !variant_on(&name) {
+            continue;
+        }
         let mut ex = ebmc::exec::Exec::new(&model, &plan, &params).expect("exec");
         ex.set_backend(backend);
         ex.set_threads(threads);
@@ -468,10 +484,6 @@ fn bench_dbm_mf() {
                 ex.mean_field(&mut b);
             }
         });
-        let name = match backend {
-            Backend::Jit => format!("dbm784-500-1000_mf10/ebmc_jit/threads={threads}"),
-            Backend::Interp => format!("dbm784-500-1000_mf10/ebmc_interp/threads={threads}"),
-        };
         report(&name, reps as f64 / t, "calls/s");
     }
 }

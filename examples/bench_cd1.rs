@@ -41,6 +41,7 @@ fn main() {
         momentum: Step::constant(0.5),
         weight_decay: 2e-4,
         sparsity: None,
+        centering: None,
         seed: 1,
         max_abs_param: 1e4,
     };

@@ -5,6 +5,7 @@
 //! Invariant: every estimate says what it is (exact given `Z`, or a bound) in its type.
 
 mod ais;
+pub mod dbn;
 pub mod enumerate;
 mod ll;
 pub mod split;

@@ -1,14 +1,13 @@
 //! Dense contractions of the JIT back end, chosen per call from the operands' shape and
 //! content: a product with a sampled binary state is a sum of selected rows (MNIST is ~13 %
-//! ones), which beats a dense GEMM below `SPARSE_MAX` density; otherwise the GEMM
-//! (matrixmultiply). Both split their work over threads by output rows.
+//! ones), which beats a dense GEMM below `SPARSE_MAX` density; otherwise the crate's GEMM
+//! (`exec::gemm`). Both split their work over threads by output rows.
 //!
 //! Invariant: every output element is accumulated in an order that does not depend on the
 //! thread count (rows are split, never the reduction), so results are bit-identical for any
 //! `threads`; the sparse and dense forms agree to f32 rounding.
 
-use ndarray::linalg::general_mat_mul;
-use ndarray::{s, Array2, ArrayView2, ArrayViewMut2};
+use ndarray::{Array2, ArrayView2, ArrayViewMut2};
 
 /// Density of ones below which a selected-rows sum replaces the GEMM (measured with
 /// `cargo bench --bench jit -- sparse`: at 784x500x100 the sum of selected rows wins up to
@@ -42,11 +41,16 @@ pub fn active_rows(x: &ArrayView2<f32>) -> Option<Vec<Vec<u32>>> {
         x.rows()
             .into_iter()
             .map(|row| {
-                row.iter()
-                    .enumerate()
-                    .filter(|(_, &v)| v == 1.0)
-                    .map(|(i, _)| i as u32)
-                    .collect()
+                // branch-free compaction: at 13 % ones a filter's branch mispredicts often
+                // enough to cost more than the products it feeds
+                let mut act = vec![0u32; row.len()];
+                let mut n = 0;
+                for (i, &v) in row.iter().enumerate() {
+                    act[n] = i as u32;
+                    n += (v == 1.0) as usize;
+                }
+                act.truncate(n);
+                act
             })
             .collect(),
     )
@@ -193,82 +197,42 @@ pub fn acc_xm(
     gemm_rows(alpha, x, m, acc.view_mut(), threads);
 }
 
-/// `c += alpha * a · b` with the rows of `a` / `c` split over `threads`: the AVX-512 kernel
-/// of [`super::gemm`] on contiguous operands (a transposed `b` is handled as
-/// `cᵀ += alpha * bᵀ aᵀ`), else matrixmultiply.
+/// `c += alpha * a · b` with the rows of `a` / `c` split over `threads`: the crate's GEMM
+/// ([`super::gemm`]; `b` packed once per call and shared by the threads, any strides).
 pub fn gemm_rows(
     alpha: f32,
     a: &ArrayView2<f32>,
     b: &ArrayView2<f32>,
-    mut c: ArrayViewMut2<f32>,
+    c: ArrayViewMut2<f32>,
     threads: usize,
 ) {
-    let (m, k) = a.dim();
-    let n = b.ncols();
-    if super::gemm::available() && c.is_standard_layout() && m * k * n > 0 {
-        if let Some(bs) = b.as_slice() {
-            let a = a.as_standard_layout();
-            let a = a.as_slice().expect("standard layout");
-            let cs = c.as_slice_mut().expect("standard layout");
-            par_rows(m, threads, cs, n, |lo, hi, cpart| {
-                super::gemm::gemm(hi - lo, k, n, alpha, &a[lo * k..hi * k], bs, cpart)
-            });
-            return;
-        }
-        let bt = b.t();
-        if let Some(bts) = bt.as_slice() {
-            // c (m x n) += alpha * a b, with b = btᵀ stored as bt (n x k): tmp = bt aᵀ (n x m)
-            let at = a.t().as_standard_layout().into_owned();
-            let ats = at.as_slice().expect("standard layout");
-            let mut tmp = vec![0.0f32; n * m];
-            par_rows(n, threads, &mut tmp, m, |lo, hi, part| {
-                super::gemm::gemm(hi - lo, k, m, 1.0, &bts[lo * k..hi * k], ats, part)
-            });
-            for (i, mut row) in c.rows_mut().into_iter().enumerate() {
-                for (j, x) in row.iter_mut().enumerate() {
-                    *x += alpha * tmp[j * m + i];
-                }
-            }
-            return;
-        }
-    }
-    let parts = split(m, threads);
-    if parts.len() <= 1 {
-        general_mat_mul(alpha, a, b, 1.0, &mut c);
-        return;
-    }
-    std::thread::scope(|s| {
-        let mut rest = c;
-        for &(lo, hi) in &parts {
-            let (mut mine, tail) = rest.split_at(ndarray::Axis(0), hi - lo);
-            rest = tail;
-            let a = a.slice(s![lo..hi, ..]);
-            s.spawn(move || general_mat_mul(alpha, &a, b, 1.0, &mut mine));
-        }
-    });
+    let pb = super::gemm::PackedB::new(b.view());
+    super::gemm::sgemm_rows(alpha, a, &pb, 1.0, c, threads);
 }
 
-/// Runs `f(lo, hi, rows lo..hi of out)` over a split of `rows` rows of width `width`.
-fn par_rows(
-    rows: usize,
+/// `acc += alpha * x · B` with `B` packed beforehand (reused across calls, e.g. the mean
+/// field's iterations): selected rows of `src` (the unpacked `B`, when standard layout) for
+/// a sparse 0/1 `x`, else the packed GEMM; rows split over `threads`.
+pub fn acc_xm_packed(
+    alpha: f32,
+    x: &ArrayView2<f32>,
+    src: &ArrayView2<f32>,
+    b: &super::gemm::PackedB,
+    acc: &mut Array2<f32>,
     threads: usize,
-    out: &mut [f32],
-    width: usize,
-    f: impl Fn(usize, usize, &mut [f32]) + Sync,
 ) {
-    let parts = split(rows, threads);
-    if parts.len() <= 1 {
-        return f(0, rows, out);
+    let (rows, k) = x.dim();
+    let n = b.dim().1;
+    assert_eq!(b.dim(), src.dim(), "packed and source operand");
+    let threads = if rows * k * n < MIN_PAR_MACS {
+        1
+    } else {
+        threads
+    };
+    if src.is_standard_layout() && active_rows(x).is_some() {
+        return acc_xm(alpha, x, src, acc, threads);
     }
-    std::thread::scope(|s| {
-        let mut rest = out;
-        for &(lo, hi) in &parts {
-            let (mine, tail) = rest.split_at_mut((hi - lo) * width);
-            rest = tail;
-            let f = &f;
-            s.spawn(move || f(lo, hi, mine));
-        }
-    });
+    super::gemm::sgemm_rows(alpha, x, b, 1.0, acc.view_mut(), threads);
 }
 
 /// `g += sum_r w[r] * x[r, :]ᵀ y[r, :]` (`g`: `[ka, kb]`): selected rows when `x` is a sparse
@@ -311,4 +275,141 @@ pub fn acc_xty(
     let xw = x * &wa.insert_axis(ndarray::Axis(1));
     let xt = xw.t();
     gemm_rows(1.0, &xt, y, g.view_mut(), threads);
+}
+
+/// Per column `i` of a sparse 0/1 matrix, the rows holding 1 (CSR of its transpose).
+struct ActiveCols {
+    start: Vec<usize>,
+    rows: Vec<u32>,
+}
+
+fn active_cols(x: &ArrayView2<f32>) -> Option<ActiveCols> {
+    let acts = active_rows(x)?;
+    let ka = x.ncols();
+    let mut start = vec![0usize; ka + 1];
+    for act in &acts {
+        for &i in act {
+            start[i as usize + 1] += 1;
+        }
+    }
+    for i in 0..ka {
+        start[i + 1] += start[i];
+    }
+    let mut fill = start.clone();
+    let mut rows = vec![0u32; start[ka]];
+    // rows in increasing order within each column: the summation order is fixed
+    for (r, act) in acts.iter().enumerate() {
+        for &i in act {
+            rows[fill[i as usize]] = r as u32;
+            fill[i as usize] += 1;
+        }
+    }
+    Some(ActiveCols { start, rows })
+}
+
+/// `d += sum_{r in rs} w[r] * y[r, :]`, four rows at a time.
+#[inline(always)]
+fn weighted_rows_body(d: &mut [f32], y: &[f32], n: usize, rs: &[u32], w: &[f32]) {
+    let d = &mut d[..n];
+    let mut it = rs.chunks_exact(4);
+    for q in &mut it {
+        let (a, b, c, e) = (q[0] as usize, q[1] as usize, q[2] as usize, q[3] as usize);
+        let (wa, wb, wc, we) = (w[a], w[b], w[c], w[e]);
+        let (ya, yb) = (&y[a * n..][..n], &y[b * n..][..n]);
+        let (yc, ye) = (&y[c * n..][..n], &y[e * n..][..n]);
+        for j in 0..n {
+            d[j] += (wa * ya[j] + wb * yb[j]) + (wc * yc[j] + we * ye[j]);
+        }
+    }
+    for &r in it.remainder() {
+        let r = r as usize;
+        let (wr, yr) = (w[r], &y[r * n..][..n]);
+        for j in 0..n {
+            d[j] += wr * yr[j];
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn weighted_rows_avx2(d: &mut [f32], y: &[f32], n: usize, rs: &[u32], w: &[f32]) {
+    weighted_rows_body(d, y, n, rs, w)
+}
+
+fn weighted_rows(d: &mut [f32], y: &[f32], n: usize, rs: &[u32], w: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU has the features the function was compiled for.
+        return unsafe { weighted_rows_avx2(d, y, n, rs, w) };
+    }
+    weighted_rows_body(d, y, n, rs, w)
+}
+
+/// `out += scale * sum over parts (x, y, w) of sum_r w[r] x[r, :]ᵀ y[r, :]` with `out` a
+/// row-major `[ka, kb]` f64 table, when every `x` is a sparse 0/1 matrix and every `y` is
+/// contiguous; returns `false` (touching nothing) otherwise.
+///
+/// Each output row is summed in an L1-resident f32 row (rows of `y` selected per column of
+/// `x`) and added to `out` once: no `[ka, kb]` f32 table to clear, read-modify-write per
+/// selected row, and convert (what `acc_xty` and the caller's conversion cost the trainer).
+/// The order of summation is fixed per output row, so results do not depend on `threads`.
+pub fn xty_sparse_into(
+    parts: &[(ArrayView2<f32>, ArrayView2<f32>, &[f32])],
+    out: &mut [f64],
+    scale: f64,
+    threads: usize,
+) -> bool {
+    let Some(first) = parts.first() else {
+        return true;
+    };
+    let (ka, kb) = (first.0.ncols(), first.1.ncols());
+    assert_eq!(out.len(), ka * kb, "gradient shape");
+    let mut cols = Vec::with_capacity(parts.len());
+    for (x, y, w) in parts {
+        assert_eq!((x.ncols(), y.ncols()), (ka, kb), "operand shapes");
+        assert_eq!(
+            (x.nrows(), w.len()),
+            (y.nrows(), y.nrows()),
+            "one row per weight"
+        );
+        let (Some(ys), Some(ac)) = (y.as_slice(), active_cols(x)) else {
+            return false;
+        };
+        cols.push((ac, ys, *w));
+    }
+    let macs: usize = cols.iter().map(|(ac, _, _)| ac.rows.len() * kb).sum();
+    let threads = if macs < MIN_PAR_MACS / 4 {
+        1
+    } else {
+        threads.clamp(1, ka.max(1))
+    };
+    let run = |lo: usize, hi: usize, out: &mut [f64]| {
+        let mut row = vec![0.0f32; kb];
+        for i in lo..hi {
+            row.iter_mut().for_each(|x| *x = 0.0);
+            for (ac, ys, w) in &cols {
+                let rs = &ac.rows[ac.start[i]..ac.start[i + 1]];
+                weighted_rows(&mut row, ys, kb, rs, w);
+            }
+            let o = &mut out[(i - lo) * kb..][..kb];
+            for (o, &x) in o.iter_mut().zip(&row) {
+                *o += scale * x as f64;
+            }
+        }
+    };
+    let parts_i = split(ka, threads);
+    if parts_i.len() <= 1 {
+        run(0, ka, out);
+        return true;
+    }
+    std::thread::scope(|s| {
+        let mut rest = out;
+        for &(lo, hi) in &parts_i {
+            let (mine, tail) = rest.split_at_mut((hi - lo) * kb);
+            rest = tail;
+            let run = &run;
+            s.spawn(move || run(lo, hi, mine));
+        }
+    });
+    true
 }

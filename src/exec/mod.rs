@@ -93,6 +93,8 @@ pub struct Exec<'m> {
     backend: Backend,
     threads: usize,
     jit: jit::JitState,
+    /// the f32 gradient table of dense terms, kept between gradient calls
+    grad_scratch: std::sync::Mutex<Vec<f32>>,
 }
 
 impl<'m> Exec<'m> {
@@ -121,6 +123,7 @@ impl<'m> Exec<'m> {
             backend: default_backend(),
             threads: jit::default_threads(),
             jit,
+            grad_scratch: Default::default(),
         };
         ex.rebuild_jit_tables();
         Ok(ex)

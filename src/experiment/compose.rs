@@ -297,3 +297,51 @@ pub fn finetune_spec(
         ..spec
     })
 }
+
+/// The `samples` setting of `evaluate`: ancestral samples from the up-pass per example for
+/// the DBN bound of a stack (default 10). A stack also needs `logz`, since the bound is
+/// `... - log Z_top`; `samples` on a single model is an error (its log-likelihood is exact
+/// given `log Z`, nothing is sampled).
+pub fn dbn_samples(
+    s: &mut Settings,
+    top: &ast::Target,
+    n_below: usize,
+    logz: &Option<super::LogZMethod>,
+    span: Span,
+) -> usize {
+    let e = s.expr("samples");
+    let given = e.map(|e| e.span);
+    let samples = e
+        .and_then(|e| super::settings::count(e, "samples", &mut s.diags))
+        .unwrap_or(10);
+    if n_below == 0 {
+        if let Some(sp) = given {
+            s.diags.push(
+                Diagnostic::error("E0505", sp, "`samples` only applies to a stack of models")
+                    .with_hint(format!(
+                        "write `evaluate rbm1 -> {} on DATA {{ ... }}` for a DBN's bound; a single RBM's log-likelihood is exact given log Z",
+                        top.name.name
+                    )),
+            );
+        }
+        return samples;
+    }
+    if samples == 0 {
+        s.diags.push(Diagnostic::error(
+            "E0505",
+            given.unwrap_or(span),
+            "`samples` must be at least 1",
+        ));
+    }
+    if logz.is_none() {
+        s.diags.push(
+            Diagnostic::error(
+                "E0505",
+                span,
+                "the DBN bound of a stack needs the top RBM's log Z",
+            )
+            .with_hint("add `logz = ais(runs = 100, betas = 14500)` or `logz = exact`"),
+        );
+    }
+    samples
+}

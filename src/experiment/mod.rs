@@ -14,7 +14,7 @@ use crate::diag::{Diagnostic, Span};
 use crate::front::Program;
 use crate::runtime::batch::Binarize;
 use crate::syntax::ast::{self, Expr, ExprKind, MulOp};
-use crate::train::{LrSchedule, Method, Sparsity, Step, TrainConfig};
+use crate::train::{Centering, LrSchedule, Method, Sparsity, Step, TrainConfig};
 use settings::{Args, Settings};
 use std::path::{Path, PathBuf};
 
@@ -128,7 +128,13 @@ pub enum LogZMethod {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct EvalSpec {
+    /// the model evaluated; with `down` non-empty, the top RBM of a DBN
     pub target: TargetSpec,
+    /// models below the target, bottom first: `evaluate rbm1 -> rbm2 -> top on test` bounds
+    /// the DBN's log-likelihood (`eval::dbn`)
+    pub down: Vec<TargetSpec>,
+    /// samples from the up-pass `q` per example for the DBN bound
+    pub samples: usize,
     pub data: String,
     pub logz: Option<LogZMethod>,
     /// data set the AIS base rate is fitted to (default: the training data of the target)
@@ -167,6 +173,7 @@ const TRAIN_KEYS: &[&str] = &[
     "momentum",
     "weight_decay",
     "sparsity",
+    "centering",
     "seed",
     "init_seed",
     "init",
@@ -175,7 +182,7 @@ const TRAIN_KEYS: &[&str] = &[
 const SAMPLE_KEYS: &[&str] = &[
     "chains", "steps", "burn_in", "every", "seed", "init", "save",
 ];
-const EVAL_KEYS: &[&str] = &["logz", "base", "seed"];
+const EVAL_KEYS: &[&str] = &["logz", "base", "seed", "samples"];
 
 /// Checks and types every experiment item of a compiled program.
 pub fn interpret(program: &Program, base_dir: &Path) -> (Experiment, Vec<Diagnostic>) {
@@ -298,12 +305,17 @@ pub fn interpret(program: &Program, base_dir: &Path) -> (Experiment, Vec<Diagnos
             }
             ast::Experiment::Evaluate {
                 target,
+                down,
                 data,
                 settings,
                 span,
                 ..
             } => {
                 let t = target_spec(target, program, &mut diags);
+                let down: Vec<TargetSpec> = down
+                    .iter()
+                    .filter_map(|t| target_spec(t, program, &mut diags))
+                    .collect();
                 check_data_ref(data, &ex, &mut diags);
                 let mut s = Settings::new(settings);
                 let logz = s.expr("logz").and_then(|e| logz_method(e, &mut diags));
@@ -319,10 +331,13 @@ pub fn interpret(program: &Program, base_dir: &Path) -> (Experiment, Vec<Diagnos
                     }
                 });
                 let seed = s.count_or("seed", 0) as u64;
+                let samples = compose::dbn_samples(&mut s, target, down.len(), &logz, *span);
                 diags.extend(s.finish("`evaluate`", EVAL_KEYS));
                 if let Some(target) = t {
                     ex.actions.push(Action::Evaluate(EvalSpec {
                         target,
+                        down,
+                        samples,
                         data: data.name.clone(),
                         logz,
                         base,
@@ -446,6 +461,24 @@ fn train_config(s: &mut Settings, diags: &mut Vec<Diagnostic>) -> TrainConfig {
             None
         }
     });
+    let centering = s.expr("centering").and_then(|e| {
+        let c = centering(e, diags)?;
+        if matches!(
+            method,
+            Method::PseudoLikelihood { .. } | Method::RatioMatching { .. }
+        ) {
+            diags.push(
+                Diagnostic::error(
+                    "E0505",
+                    e.span,
+                    "centering needs a positive and a negative phase",
+                )
+                .with_hint("use it with `cd`, `pcd` or `pt`"),
+            );
+            return None;
+        }
+        Some(c)
+    });
     TrainConfig {
         method,
         batch: s.count_or("batch", d.batch),
@@ -459,8 +492,40 @@ fn train_config(s: &mut Settings, diags: &mut Vec<Diagnostic>) -> TrainConfig {
         },
         weight_decay: s.num_or("weight_decay", 0.0),
         sparsity,
+        centering,
         seed: s.count_or("seed", 0) as u64,
         max_abs_param: d.max_abs_param,
+    }
+}
+
+/// `centering = true | false | ema(rate = 0.01)`: the centering trick's offsets follow a moving
+/// average of the positive-phase means with sliding factor `rate` (`true` is `rate = 0.01`).
+fn centering(e: &Expr, diags: &mut Vec<Diagnostic>) -> Option<Centering> {
+    let bad = |diags: &mut Vec<Diagnostic>, span| {
+        diags.push(
+            Diagnostic::error(
+                "E0505",
+                span,
+                "`centering` must be `true`, `false` or `ema(rate = r)`",
+            )
+            .with_hint("e.g. `centering = ema(rate = 0.01)` (0 <= rate <= 1)"),
+        );
+        None
+    };
+    match &e.kind {
+        ExprKind::Name(n) if n == "true" => Some(Centering::default()),
+        ExprKind::Name(n) if n == "false" => None,
+        ExprKind::Call(c) if c.func.name == "ema" => {
+            let mut a = Args::new(c);
+            let rate = a.num(0, "rate").unwrap_or(Centering::default().rate);
+            diags.extend(a.finish());
+            if (0.0..=1.0).contains(&rate) {
+                Some(Centering { rate })
+            } else {
+                bad(diags, e.span)
+            }
+        }
+        _ => bad(diags, e.span),
     }
 }
 

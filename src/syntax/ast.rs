@@ -191,10 +191,13 @@ pub enum Experiment {
         settings: Vec<Setting>,
         span: Span,
     },
-    /// `evaluate TARGET on DATA { settings }`
+    /// `evaluate TARGET on DATA { settings }`, or `evaluate M1 -> M2 -> TARGET on DATA
+    /// { settings }`: the DBN bound with TARGET the top RBM and `down` below it (bottom first)
     Evaluate {
         doc: String,
         target: Target,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        down: Vec<Target>,
         data: Ident,
         settings: Vec<Setting>,
         span: Span,

@@ -136,26 +136,39 @@ impl Builder {
                     span,
                 })
             }
-            Rule::train_item | Rule::eval_item => {
+            Rule::train_item => {
                 let target = self.target(it.next().expect("target"), d);
                 let data = self.ident(it.next().expect("data"));
                 let settings = self.settings(it.next().expect("settings"), d);
-                Item::Experiment(if rule == Rule::train_item {
-                    Experiment::Train {
-                        doc,
-                        target,
-                        data,
-                        settings,
-                        span,
+                Item::Experiment(Experiment::Train {
+                    doc,
+                    target,
+                    data,
+                    settings,
+                    span,
+                })
+            }
+            Rule::eval_item => {
+                let mut down = Vec::new();
+                let mut data = None;
+                let mut settings = Vec::new();
+                for k in it {
+                    match k.as_rule() {
+                        Rule::target => down.push(self.target(k, d)),
+                        Rule::ident => data = Some(self.ident(k)),
+                        Rule::settings => settings = self.settings(k, d),
+                        _ => {}
                     }
-                } else {
-                    Experiment::Evaluate {
-                        doc,
-                        target,
-                        data,
-                        settings,
-                        span,
-                    }
+                }
+                // the last model is the one evaluated (a DBN's top RBM), the others lie below
+                let target = down.pop().expect("grammar: evaluate has a target");
+                Item::Experiment(Experiment::Evaluate {
+                    doc,
+                    target,
+                    down,
+                    data: data.expect("grammar: evaluate has data"),
+                    settings,
+                    span,
                 })
             }
             Rule::finetune_item => {

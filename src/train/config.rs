@@ -124,6 +124,22 @@ pub struct Sparsity {
     pub decay: f64,
 }
 
+/// The centering trick (Montavon & Müller 2012; Melchior, Fischer & Wiskott 2016): the update
+/// is taken in coordinates where every binary or spin unit is measured from an offset `mu`,
+/// which follows an exponential moving average of the positive-phase means with sliding
+/// factor `rate` (0 keeps the initial offsets). The model itself keeps its ordinary
+/// parameters; see `train::center`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Centering {
+    pub rate: f64,
+}
+
+impl Default for Centering {
+    fn default() -> Self {
+        Centering { rate: 0.01 }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
     pub method: Method,
@@ -136,6 +152,8 @@ pub struct TrainConfig {
     /// unit factor)
     pub weight_decay: f64,
     pub sparsity: Option<Sparsity>,
+    /// centered updates (CD, PCD and PT only)
+    pub centering: Option<Centering>,
     pub seed: u64,
     /// a parameter whose magnitude exceeds this is a divergence
     pub max_abs_param: f64,
@@ -156,6 +174,7 @@ impl Default for TrainConfig {
             },
             weight_decay: 2e-4,
             sparsity: None,
+            centering: None,
             seed: 0,
             max_abs_param: 1e4,
         }

@@ -1,11 +1,14 @@
 //! Learning: mini-batch training of any model the executor runs, driven by the Plan's
 //! gradient statistics (CD-k, PCD/SML, parallel tempering, pseudo-likelihood, ratio matching),
 //! with schedules, weight decay, sparsity, constraints, divergence checks and exact resume.
+//! The centering trick (`center`) is an option of the update for CD, PCD and PT: the model
+//! keeps its ordinary parameters, the step is taken in centered coordinates.
 //!
 //! Invariant: every random draw of update `step` comes from streams derived from
 //! `(config.seed, step)` and every epoch's example order from `(config.seed, epoch)`, so a run
 //! restored from `TrainState` after any epoch continues bit for bit like an uninterrupted one.
 
+pub mod center;
 pub mod config;
 mod phases;
 mod state;
@@ -28,6 +31,8 @@ pub enum TrainError {
     Exec(#[from] ExecError),
     #[error(transparent)]
     Method(#[from] FlipError),
+    #[error(transparent)]
+    Centering(#[from] center::CenteringError),
     #[error("training diverged at epoch {epoch}, update {step}: parameter `{param}` became {value}; the parameters of the last completed epoch are kept (lower the learning rate)")]
     Diverged {
         epoch: usize,
@@ -90,6 +95,10 @@ pub struct Trainer<'m> {
     pub state: TrainState,
     rules: Vec<update::ParamRules>,
     betas: Vec<f64>,
+    /// where centering acts, when `cfg.centering` is set
+    centering: Option<center::Layout>,
+    /// gradient buffers reused by every update (CD and PCD fill them in place)
+    grad_buf: Vec<Vec<f64>>,
 }
 
 impl<'m> Trainer<'m> {
@@ -128,6 +137,28 @@ impl<'m> Trainer<'m> {
             }
             _ => {}
         }
+        let centering = match (&cfg.centering, &cfg.method) {
+            (None, _) => None,
+            (Some(_), Method::PseudoLikelihood { .. }) => {
+                return Err(center::CenteringError::Method {
+                    method: "pseudo-likelihood",
+                }
+                .into())
+            }
+            (Some(_), Method::RatioMatching { .. }) => {
+                return Err(center::CenteringError::Method {
+                    method: "ratio matching",
+                }
+                .into())
+            }
+            (Some(c), _) if !(0.0..=1.0).contains(&c.rate) => {
+                return Err(TrainError::Config(format!(
+                    "the centering rate must lie in [0, 1] (got {})",
+                    c.rate
+                )))
+            }
+            (Some(_), _) => Some(center::Layout::new(model, &ex.lowered)?),
+        };
         if cfg.batch == 0 {
             return Err(TrainError::Config("batch must be positive".into()));
         }
@@ -150,6 +181,7 @@ impl<'m> Trainer<'m> {
                 .collect(),
             chains: Vec::new(),
             sparsity_q: None,
+            offsets: None,
         };
         Ok(Trainer {
             rules: update::rules(model),
@@ -157,6 +189,8 @@ impl<'m> Trainer<'m> {
             cfg,
             state,
             betas,
+            centering,
+            grad_buf: Vec::new(),
         })
     }
 
@@ -226,6 +260,7 @@ impl<'m> Trainer<'m> {
         obs: &mut dyn Observer,
     ) -> Result<EpochMetrics, TrainError> {
         let n = self.check_data(data)?;
+        self.init_offsets(data)?;
         let t0 = std::time::Instant::now();
         let epoch = self.state.epoch;
         let mut order: Vec<usize> = (0..n).collect();
@@ -279,6 +314,37 @@ impl<'m> Trainer<'m> {
         })
     }
 
+    /// The centering layout, when the run is centered.
+    pub fn centering(&self) -> Option<&center::Layout> {
+        self.centering.as_ref()
+    }
+
+    /// Sets the centering offsets on the first epoch of a centered run (visible groups: their
+    /// data means; hidden groups: their mean under the bias alone), unless a restored state or
+    /// the caller already did.
+    fn init_offsets(&mut self, data: &[Array2<f32>]) -> Result<(), TrainError> {
+        let Some(layout) = &self.centering else {
+            return Ok(());
+        };
+        if self.state.offsets.is_none() {
+            let vis = groups_with(&self.ex, Role::Visible);
+            let mut means: Vec<Option<Vec<f64>>> = vec![None; self.ex.n_groups()];
+            for (g, d) in vis.iter().zip(data) {
+                let b = Batch {
+                    x: vec![d.clone()],
+                    sq: vec![None],
+                };
+                means[g.idx()] = center::group_means(&b).pop();
+            }
+            let mu =
+                layout.initial_offsets(self.ex.model, &self.ex.lowered, &self.state.params, &means);
+            self.state.offsets = Some(mu);
+        }
+        let mu = self.state.offsets.as_ref().expect("set above");
+        layout.check_shared(self.ex.model, &self.ex.lowered, &self.state.params, mu)?;
+        Ok(())
+    }
+
     fn init_chains(&mut self, chains: usize, vis: &[Array2<f32>]) {
         let ex = &self.ex;
         let reps = self.betas.len();
@@ -311,7 +377,8 @@ impl<'m> Trainer<'m> {
         let seed = self.cfg.seed ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15);
         let mut rngs = Rngs::new(seed, 0, m);
         let data = self.ex.batch_from_visible(vis);
-        let (mut grad, obj, swap) = match self.cfg.method.clone() {
+        // the batches the statistics came from (positive, negative), for centering
+        let (mut grad, obj, swap, phases) = match self.cfg.method.clone() {
             Method::Cd { .. } | Method::CdSchedule { .. } => {
                 let k = self.cfg.method.k_at(self.state.epoch);
                 let mean = matches!(
@@ -321,8 +388,9 @@ impl<'m> Trainer<'m> {
                         ..
                     }
                 );
-                let (g, e) = phases::cd(&self.ex, &data, k, mean, &mut rngs);
-                (g, e, 0.0)
+                let mut g = std::mem::take(&mut self.grad_buf);
+                let (e, pos, neg) = phases::cd(&self.ex, &data, k, mean, &mut rngs, &mut g);
+                (g, e, 0.0, Some((pos, neg)))
             }
             Method::Pcd { k, chains } | Method::Pt { k, chains, .. } => {
                 if self.state.chains.is_empty() {
@@ -353,32 +421,70 @@ impl<'m> Trainer<'m> {
                         &mut chain_rngs,
                     )
                 };
-                let grad = self.ex.energy_grad_pair(&pos, -1.0, &neg, 1.0);
-                (grad, f64::NAN, rate)
+                let mut grad = std::mem::take(&mut self.grad_buf);
+                self.ex
+                    .energy_grad_pair_into(&pos, -1.0, &neg, 1.0, &mut grad);
+                (grad, f64::NAN, rate, Some((pos, neg)))
             }
             Method::PseudoLikelihood { sites } => {
                 let (g, o) = phases::flip_objective(&self.ex, &data, sites, false, &mut rngs);
-                (g, o, 0.0)
+                (g, o, 0.0, None)
             }
             Method::RatioMatching { sites } => {
                 let (g, o) = phases::flip_objective(&self.ex, &data, sites, true, &mut rngs);
-                (g, o, 0.0)
+                (g, o, 0.0, None)
             }
         };
+        if let (Some(layout), Some(c)) = (&self.centering, self.cfg.centering) {
+            // Melchior et al.'s order: move the offsets towards this batch's positive-phase
+            // means, then take the centered gradient with the new offsets
+            let (pos, neg) = phases.expect("Trainer::new admits centering only with two phases");
+            let (mp, mn) = (center::group_means(&pos), center::group_means(&neg));
+            let mu = self
+                .state
+                .offsets
+                .as_mut()
+                .expect("train_epoch sets the offsets first");
+            layout.move_offsets(mu, &mp, c.rate);
+            let diff: Vec<Vec<f64>> = mp
+                .iter()
+                .zip(&mn)
+                .map(|(p, n)| p.iter().zip(n).map(|(a, b)| a - b).collect())
+                .collect();
+            layout.center_grad(&self.ex.lowered, &self.state.params, &mut grad, &diff, mu);
+        }
         if let Some(sp) = self.cfg.sparsity {
             self.add_sparsity(&data, sp, &mut grad);
         }
-        update::apply(
-            self.ex.model,
-            &self.rules,
-            &mut self.state.params,
-            &mut self.state.velocity,
-            &grad,
-            lr,
-            momentum,
-            self.cfg.weight_decay,
-            self.cfg.max_abs_param,
-        )?;
+        let applied = match (&self.centering, &self.state.offsets) {
+            (Some(layout), Some(mu)) => center::step(
+                layout,
+                self.ex.model,
+                &self.ex.lowered,
+                &self.rules,
+                &mut self.state.params,
+                &mut self.state.velocity,
+                &grad,
+                mu,
+                lr,
+                momentum,
+                self.cfg.weight_decay,
+                self.cfg.max_abs_param,
+            ),
+            _ => update::apply(
+                self.ex.model,
+                &self.rules,
+                &mut self.state.params,
+                &mut self.state.velocity,
+                &grad,
+                lr,
+                momentum,
+                self.cfg.weight_decay,
+                self.cfg.max_abs_param,
+            ),
+        };
+        self.grad_buf = grad;
+        applied?;
         self.ex.set_params(&self.state.params);
         self.state.step += 1;
         Ok((obj, swap))

@@ -73,16 +73,16 @@ fn rotated_blocks(ex: &Exec) -> Vec<usize> {
         .collect()
 }
 
-/// Runs `k` sweeps of the rotated schedule on `chain`, then leaves the summed groups at their
-/// conditional moments in `stats` (a copy used for statistics); the chain's summed groups are
-/// redrawn from those moments, which is exactly the skipped trailing block's Gibbs step.
-pub(crate) fn run_chain(
+/// Runs `k` sweeps of the rotated schedule on `chain`, leaving out the trailing blocks of
+/// the last sweep that hold only summed groups (the Rao-Blackwell step replaces them);
+/// returns those blocks (empty when `k == 0`).
+fn sweeps(
     ex: &Exec,
     chain: &mut Batch,
     k: usize,
     rngs: &mut Rngs,
     temper: Option<&Temper>,
-) -> Batch {
+) -> Vec<usize> {
     let order = rotated_blocks(ex);
     let blocks = &ex.plan.structure.schedule.blocks;
     let summed = &ex.plan.free_energy.summed;
@@ -108,18 +108,44 @@ pub(crate) fn run_chain(
             ex.gibbs_block(&blocks[bi], chain, rngs, &free, temper);
         }
     }
+    if k == 0 {
+        return Vec::new();
+    }
+    order[skip_from..].to_vec()
+}
+
+/// Runs `k` sweeps of the rotated schedule on `chain`, then leaves the summed groups at their
+/// conditional moments in `stats` (a copy used for statistics); the chain's summed groups are
+/// redrawn from those moments, which is exactly the skipped trailing block's Gibbs step.
+pub(crate) fn run_chain(
+    ex: &Exec,
+    chain: &mut Batch,
+    k: usize,
+    rngs: &mut Rngs,
+    temper: Option<&Temper>,
+) -> Batch {
+    let skipped = sweeps(ex, chain, k, rngs, temper);
+    let blocks = &ex.plan.structure.schedule.blocks;
     let mut stats = chain.clone();
-    ex.rao_blackwellize(&mut stats, summed, temper);
-    if k > 0 {
-        for &bi in &order[skip_from..] {
-            for m in &blocks[bi].members {
-                let g = m.group;
-                sample_from_moments(ex, g, &stats, &mut chain.x[g.idx()], rngs);
-                chain.sq[g.idx()] = None;
-            }
+    ex.rao_blackwellize(&mut stats, &ex.plan.free_energy.summed, temper);
+    for &bi in &skipped {
+        for m in &blocks[bi].members {
+            let g = m.group;
+            sample_from_moments(ex, g, &stats, &mut chain.x[g.idx()], rngs);
+            chain.sq[g.idx()] = None;
         }
     }
     stats
+}
+
+/// `run_chain` for a chain nobody continues (CD): the statistics are taken in place and the
+/// summed groups are not redrawn, since only their moments enter the negative statistics
+/// (saves a batch copy and a draw per update). Same statistics and random stream up to the
+/// draws `run_chain` would make last.
+fn run_chain_once(ex: &Exec, mut chain: Batch, k: usize, rngs: &mut Rngs) -> Batch {
+    sweeps(ex, &mut chain, k, rngs, None);
+    ex.rao_blackwellize(&mut chain, &ex.plan.free_energy.summed, None);
+    chain
 }
 
 /// `out = pos_scale * a + neg_scale * b`, per parameter.
@@ -149,23 +175,30 @@ pub(crate) fn mean_reconstruction_ok(ex: &Exec) -> bool {
 /// reconstruction error of the visibles after the chain. With `mean_visible` the last step's
 /// visibles are their conditional means given the hidden sample (`rbm.m`), and the hidden
 /// statistics are taken at those means (checked by `mean_reconstruction_ok` beforehand).
+/// Also returns the positive and negative batches the statistics were read from (for
+/// centering).
 pub(crate) fn cd(
     ex: &Exec,
     data: &Batch,
     k: usize,
     mean_visible: bool,
     rngs: &mut Rngs,
-) -> (Vec<Vec<f64>>, f64) {
+    grad: &mut Vec<Vec<f64>>,
+) -> (f64, Batch, Batch) {
     let mut pos = data.clone();
-    positive(ex, &mut pos, rngs, k);
     // chain start: data visibles, hidden groups drawn given them
-    let mut chain = pos.clone();
+    let mut chain;
     if hidden_exact(ex) {
+        // the positive moments and the chain's first hidden draw in one pass per group (one
+        // generated epilogue on the JIT back end); the same numbers as moments-then-sample
+        chain = data.clone();
         for g in groups_with(ex, Role::Hidden) {
-            sample_from_moments(ex, g, &pos, &mut chain.x[g.idx()], rngs);
+            ex.moments_and_sample(g, &mut pos, &mut chain.x[g.idx()], rngs);
             chain.sq[g.idx()] = None;
         }
     } else {
+        positive(ex, &mut pos, rngs, k);
+        chain = pos.clone();
         for g in groups_with(ex, Role::Hidden) {
             sample_from_moments(ex, g, &pos, &mut chain.x[g.idx()], rngs);
         }
@@ -178,16 +211,16 @@ pub(crate) fn cd(
         ex.rao_blackwellize(&mut chain, &ex.plan.free_energy.summed, None);
         chain
     } else {
-        run_chain(ex, &mut chain, k, rngs, None)
+        run_chain_once(ex, chain, k, rngs)
     };
     // -<dE>_data + <dE>_CD-k in one pass (one table for both phases)
-    let grad = ex.energy_grad_pair(&pos, -1.0, &neg, 1.0);
+    ex.energy_grad_pair_into(&pos, -1.0, &neg, 1.0, grad);
     let mut err = 0.0;
     for g in groups_with(ex, Role::Visible) {
         let d = &data.x[g.idx()] - &neg.x[g.idx()];
         err += d.iter().map(|&x| (x * x) as f64).sum::<f64>();
     }
-    (grad, err / data.rows() as f64)
+    (err / data.rows() as f64, pos, neg)
 }
 
 /// Sites `(group, variable)` a flip objective visits: every element of every visible group.

@@ -23,11 +23,14 @@ pub struct TrainState {
     pub chains: Vec<Batch>,
     /// sparsity moving averages, one per hidden group
     pub sparsity_q: Option<Vec<Array1<f32>>>,
+    /// centering offsets, one vector per group (zeros for groups not centered); `None` until
+    /// the first epoch of a centered run sets them
+    pub offsets: Option<Vec<Vec<f64>>>,
 }
 
 impl TrainState {
     /// Parameters are stored under their model names (so numpy loads `W`, `a`, ...); the rest
-    /// under `velocity/NAME`, `chains/REPLICA/GROUP`, `sparsity/K`.
+    /// under `velocity/NAME`, `chains/REPLICA/GROUP`, `sparsity/K`, `centering/GROUP` (f64).
     pub fn to_checkpoint(&self, model: &Model, seed: u64) -> Checkpoint {
         let mut ck = Checkpoint::new(CheckpointMeta {
             epoch: self.epoch as u64,
@@ -52,6 +55,12 @@ impl TrainState {
         if let Some(q) = &self.sparsity_q {
             for (k, a) in q.iter().enumerate() {
                 ck.insert_f32(&format!("sparsity/{k}"), a.clone().into_dyn());
+            }
+        }
+        if let Some(mu) = &self.offsets {
+            for (g, m) in model.groups.iter().zip(mu) {
+                let a = ArrayD::from_shape_vec(IxDyn(&[m.len()]), m.clone()).expect("1-d");
+                ck.insert_f64(&format!("centering/{}", g.name), a);
             }
         }
         ck
@@ -111,7 +120,29 @@ impl TrainState {
         while let Some(a) = ck.get(&format!("sparsity/{}", q.len())) {
             q.push(a.to_f32().iter().copied().collect::<Array1<f32>>());
         }
+        let offsets = if ck
+            .get(&format!("centering/{}", model.groups[0].name))
+            .is_some()
+        {
+            let mut mu = Vec::new();
+            for g in &model.groups {
+                let m = get64(&format!("centering/{}", g.name))?;
+                if m.len() != g.n_elems() {
+                    return Err(corrupt(format!(
+                        "centering offsets of `{}` have {} values, the group has {}",
+                        g.name,
+                        m.len(),
+                        g.n_elems()
+                    )));
+                }
+                mu.push(m);
+            }
+            Some(mu)
+        } else {
+            None
+        };
         Ok(TrainState {
+            offsets,
             epoch: ck.meta.epoch as usize,
             step: ck.meta.step,
             params: Params { values: params },

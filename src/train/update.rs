@@ -81,8 +81,13 @@ pub struct Divergence {
     pub value: f64,
 }
 
-/// Applies one update in place. On divergence (a non-finite value or one above `max_abs`)
-/// leaves `params` and `velocity` unchanged and says which parameter blew up.
+/// Applies one update in place, one pass over each parameter (new velocity, new value and
+/// the divergence check together: the update is memory-bound, 392k parameters of an MNIST
+/// RBM are 9 MB of f64 state, so a separate checking pass cost as much as the update).
+///
+/// On divergence (a non-finite value or one above `max_abs`) returns which parameter blew up
+/// and the first bad value; `params` and `velocity` are then partly updated and the caller
+/// must roll back (the trainer restores its epoch snapshot).
 #[allow(clippy::too_many_arguments)]
 pub fn apply(
     model: &Model,
@@ -95,54 +100,31 @@ pub fn apply(
     weight_decay: f64,
     max_abs: f64,
 ) -> Result<(), Divergence> {
-    // Check every new value before writing any (no copies of the parameters): parameters
-    // with a projection are computed into a scratch copy, the others checked in a branch-free
-    // pass (the first bad value is searched only when there is one).
-    let next = |p: f64, v: f64, g: f64, lambda: f64| p + (momentum * v + lr * (g - lambda * p));
     let is_bad = |x: f64| !(x.is_finite() && x.abs() <= max_abs);
-    let projected = |r: &ParamRules| r.symmetric || r.zero_diagonal || r.positive;
-    let mut scratch: Vec<Option<Vec<f64>>> = vec![None; rules.len()];
-    for (k, r) in rules.iter().enumerate() {
-        if r.fixed {
-            continue;
-        }
-        let lambda = if r.decayed { weight_decay } else { 0.0 };
-        let (p, v, g) = (&params.values[k], &velocity[k], &grad[k]);
-        let new = p
-            .iter()
-            .zip(v)
-            .zip(g)
-            .map(|((&p, &v), &g)| next(p, v, g, lambda));
-        let bad = if projected(r) {
-            let mut q: Vec<f64> = new.collect();
-            project(r, &mut q);
-            let bad = q.iter().copied().find(|&x| is_bad(x));
-            scratch[k] = Some(q);
-            bad
-        } else if new.clone().fold(false, |acc, x| acc | is_bad(x)) {
-            new.clone().find(|&x| is_bad(x))
-        } else {
-            None
-        };
-        if let Some(bad) = bad {
-            return Err(Divergence {
-                param: model.param(crate::ir::ParamId(k as u32)).name.clone(),
-                value: bad,
-            });
-        }
-    }
     for (k, r) in rules.iter().enumerate() {
         if r.fixed {
             continue;
         }
         let lambda = if r.decayed { weight_decay } else { 0.0 };
         let (p, v, g) = (&mut params.values[k], &mut velocity[k], &grad[k]);
+        // branch-free flag (vectorises); the bad value is searched only on failure
+        let mut bad = false;
         for ((p, v), &g) in p.iter_mut().zip(v.iter_mut()).zip(g) {
             *v = momentum * *v + lr * (g - lambda * *p);
             *p += *v;
+            bad |= is_bad(*p);
         }
-        if let Some(projected) = scratch[k].take() {
-            *p = projected;
+        if r.symmetric || r.zero_diagonal || r.positive {
+            // projection may repair a bad value (positive floor) or move one: check after it
+            project(r, p);
+            bad = p.iter().any(|&x| is_bad(x));
+        }
+        if bad {
+            let value = p.iter().copied().find(|&x| is_bad(x)).expect("a bad value");
+            return Err(Divergence {
+                param: model.param(crate::ir::ParamId(k as u32)).name.clone(),
+                value,
+            });
         }
     }
     Ok(())

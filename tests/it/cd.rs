@@ -151,6 +151,7 @@ fn trainer_direction(p: &Params, data: &Array2<f32>, method: Method, seed: u64) 
         momentum: Step::constant(0.0),
         weight_decay: 0.0,
         sparsity: None,
+        centering: None,
         seed,
         max_abs_param: 1e9,
     };
@@ -352,6 +353,7 @@ fn sm_config(method: Method, epochs: usize, momentum: Step) -> TrainConfig {
         momentum,
         weight_decay: 2e-4,
         sparsity: None,
+        centering: None,
         seed: 1,
         max_abs_param: 1e4,
     }

@@ -123,6 +123,7 @@ fn train_rbm(
         momentum: Step::constant(0.5),
         weight_decay: 0.0,
         sparsity: None,
+        centering: None,
         seed: 9,
         max_abs_param: 1e3,
     };
@@ -210,6 +211,7 @@ fn dbn_greedy_training_raises_the_exact_variational_bound() {
         momentum: Step::constant(0.5),
         weight_decay: 0.0,
         sparsity: None,
+        centering: None,
         seed: 9,
         max_abs_param: 1e3,
     };

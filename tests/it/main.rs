@@ -3,8 +3,10 @@
 mod ais;
 mod analysis;
 mod cd;
+mod centering;
 mod cli;
 mod compose;
+mod dbnbound;
 mod deep;
 mod derive;
 mod enumerate;
@@ -16,6 +18,7 @@ mod interp;
 mod jit;
 mod jitdiff;
 mod mlp;
+mod pretrain3;
 mod props;
 mod runtime;
 mod train;

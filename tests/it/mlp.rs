@@ -915,6 +915,7 @@ fn rbm_trained_on_digits_initialises_a_classifier() {
         momentum: Step::constant(0.5),
         weight_decay: 0.0,
         sparsity: None,
+        centering: None,
         seed: 9,
         max_abs_param: 1e3,
     };

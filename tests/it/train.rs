@@ -68,6 +68,7 @@ fn cfg(method: Method, epochs: usize, lr: f64) -> TrainConfig {
         },
         weight_decay: 1e-4,
         sparsity: None,
+        centering: None,
         seed: 42,
         max_abs_param: 1e3,
     }

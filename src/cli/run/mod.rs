@@ -19,6 +19,7 @@ use crate::train::{EpochMetrics, Observer, TrainState, Trainer};
 use inputs::{data_means, visible_matrices};
 use ndarray::{s, Array2, Axis};
 
+mod dbn;
 mod finetune;
 mod inputs;
 use std::collections::BTreeMap;
@@ -556,29 +557,23 @@ impl Run {
         Ok((x, means, shape))
     }
 
-    fn evaluate(&mut self, ex: &Experiment, e: &EvalSpec) -> CliResult {
-        let c = self.model(&e.target)?;
-        let model = &c.model;
-        let params = self.params_of(&model.name, &c)?;
-        let d = self.load(ex, &e.data)?;
-        let spec = ex.data(&e.data).expect("checked by interpret");
-        let vis = visible_matrices(model, &d, spec, 0)?;
-        let exec = Exec::new(model, &c.plan, &params).map_err(CliError::from)?;
-        let n = vis[0].nrows();
-        println!("evaluate `{}` on `{}` ({n} examples)", model.name, e.data);
-        let recon = ll::reconstruction_error(&exec, &vis);
-        println!("  reconstruction error (squared, per example): {recon:.4}");
-        let mut result = serde_json::json!({
-            "model": model.name, "data": e.data, "n": n, "reconstruction_error_per_example": recon,
-        });
-        if let Ok(pl) = ll::pseudo_likelihood(&exec, &vis, e.seed) {
-            println!("  pseudo-likelihood (one random site per example): {pl:.4}");
-            result["pseudo_likelihood"] = pl.into();
-        }
+    /// `log Z` of `model` by the item's `logz` method (none, exact, or AIS with the base rate
+    /// fitted to `base_data`, called only for AIS), recorded in `result` and printed.
+    #[allow(clippy::too_many_arguments)]
+    fn log_z(
+        &mut self,
+        model: &Model,
+        plan: &crate::derive::plan::Plan,
+        params: &Params,
+        exec: &Exec,
+        e: &EvalSpec,
+        base_data: impl FnOnce(&mut Self) -> Result<Vec<Array2<f32>>, CliError>,
+        result: &mut serde_json::Value,
+    ) -> Result<Option<f64>, CliError> {
         let log_z = match &e.logz {
             None => None,
             Some(LogZMethod::Exact) => {
-                let z = crate::eval::enumerate::exact_log_z(model, &c.plan, &params)?;
+                let z = crate::eval::enumerate::exact_log_z(model, plan, params)?;
                 let names = |gs: &[GroupId]| {
                     gs.iter()
                         .map(|&g| model.group(g).name.clone())
@@ -601,19 +596,7 @@ impl Run {
                 betas,
                 posterior_base,
             }) => {
-                // The base rate comes from the training data (Salakhutdinov & Murray 2008).
-                let base_name = e
-                    .base
-                    .clone()
-                    .or_else(|| self.trained_on.get(&model.name).cloned());
-                let base_data = match &base_name {
-                    Some(name) => {
-                        let bd = self.load(ex, name)?;
-                        let bspec = ex.data(name).expect("checked by interpret");
-                        visible_matrices(model, &bd, bspec, 0)?
-                    }
-                    None => vis.clone(),
-                };
+                let base_data = base_data(self)?;
                 let runs = self.opts.ais_runs.unwrap_or(*runs);
                 let betas = match self.opts.ais_betas.or(*betas) {
                     Some(k) if k != 14_500 => Betas::Linear(k.max(1)),
@@ -621,15 +604,15 @@ impl Run {
                 };
                 let n_betas = betas.values().len();
                 let base = if *posterior_base {
-                    ais::base_from_posterior(&exec, &base_data)
+                    ais::base_from_posterior(exec, &base_data)
                 } else {
-                    ais::base_from_data(&exec, &base_data)
+                    ais::base_from_data(exec, &base_data)
                 }
                 .map_err(CliError::from)?;
                 let spinner = Progress::new(1, &format!("AIS {runs} runs x {n_betas} betas"));
                 let t0 = std::time::Instant::now();
                 let r = ais::ais(
-                    &exec,
+                    exec,
                     &base,
                     &AisConfig {
                         runs,
@@ -665,6 +648,52 @@ impl Run {
                 Some(r.log_z)
             }
         };
+        Ok(log_z)
+    }
+
+    fn evaluate(&mut self, ex: &Experiment, e: &EvalSpec) -> CliResult {
+        if !e.down.is_empty() {
+            return self.evaluate_dbn(ex, e);
+        }
+        let c = self.model(&e.target)?;
+        let model = &c.model;
+        let params = self.params_of(&model.name, &c)?;
+        let d = self.load(ex, &e.data)?;
+        let spec = ex.data(&e.data).expect("checked by interpret");
+        let vis = visible_matrices(model, &d, spec, 0)?;
+        let exec = Exec::new(model, &c.plan, &params).map_err(CliError::from)?;
+        let n = vis[0].nrows();
+        println!("evaluate `{}` on `{}` ({n} examples)", model.name, e.data);
+        let recon = ll::reconstruction_error(&exec, &vis);
+        println!("  reconstruction error (squared, per example): {recon:.4}");
+        let mut result = serde_json::json!({
+            "model": model.name, "data": e.data, "n": n, "reconstruction_error_per_example": recon,
+        });
+        if let Ok(pl) = ll::pseudo_likelihood(&exec, &vis, e.seed) {
+            println!("  pseudo-likelihood (one random site per example): {pl:.4}");
+            result["pseudo_likelihood"] = pl.into();
+        }
+        let base_name = e
+            .base
+            .clone()
+            .or_else(|| self.trained_on.get(&model.name).cloned());
+        let log_z = self.log_z(
+            model,
+            &c.plan,
+            &params,
+            &exec,
+            e,
+            |run| match &base_name {
+                // the base rate comes from the training data (Salakhutdinov & Murray 2008)
+                Some(name) => {
+                    let bd = run.load(ex, name)?;
+                    let bspec = ex.data(name).expect("checked by interpret");
+                    visible_matrices(model, &bd, bspec, 0)
+                }
+                None => Ok(vis.clone()),
+            },
+            &mut result,
+        )?;
         if let Some(lz) = log_z {
             let (kind, v) = match ll::log_likelihood(&exec, &vis, lz) {
                 LogLik::Exact(v) => ("exact given log Z", v),
