@@ -199,13 +199,16 @@ def main():
         v, u = results[k]
         print(f"{k:<60} {v:>12.4f}  {u}")
     # ratios: every ebmc JIT entry against every peer of the same benchmark
+    # (compile times have no peer; "jit" must be the implementation part of the name)
+    peers = ("numpy", "torch", "plain_rust", "matrixmultiply")
     print("\nratios (ebmc JIT / peer, higher is better for ebmc):")
     for k, (v, u) in sorted(results.items()):
-        if "jit" not in k:
+        parts = k.split("/")
+        if len(parts) < 3 or "jit" not in parts[1] and parts[1] != "ebmc":
             continue
-        bench = k.split("/")[0]
         for p, (pv, pu) in sorted(results.items()):
-            if p.split("/")[0] == bench and p != k and "jit" not in p and pv > 0:
+            q = p.split("/")
+            if len(q) >= 3 and q[0] == parts[0] and q[1] in peers and pv > 0:
                 print(f"  {k:<58} / {p:<45} = {v / pv:6.2f}x")
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     with open(args.json, "w") as f:

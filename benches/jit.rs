@@ -289,6 +289,57 @@ fn bench_compile() {
         assert!(sw.is_ok());
     });
     report("compile/ising512/jit_only", t * 1e3, "ms");
+    bench_compile_stdlib();
+}
+
+/// Per stdlib model (default sizes): parse + analyse + derive, then `Exec::new` plus one
+/// Gibbs sweep of a 1-row batch on the JIT back end, which compiles every kernel a sweep
+/// uses (kernels are built on first use); each with a fresh executor, best of 3. Models the
+/// batched executor does not run (directed ones) report the front end only.
+fn bench_compile_stdlib() {
+    for name in ebmc::front::stdlib_names() {
+        let src = ebmc::front::stdlib_source(name).expect("stdlib source");
+        let opts = ebmc::front::CompileOptions::default();
+        let mut front = f64::INFINITY;
+        let mut jit = f64::INFINITY;
+        for _ in 0..3 {
+            let t0 = Instant::now();
+            let (prog, _, _) = ebmc::front::compile_str("m.ebm", src, &opts);
+            let analysed: Vec<_> = prog
+                .models
+                .iter()
+                .map(|m| {
+                    let (structure, _) = ebmc::analysis::analyze(m);
+                    let (plan, _) = ebmc::derive::derive(m, &structure);
+                    plan
+                })
+                .collect();
+            front = front.min(t0.elapsed().as_secs_f64());
+            let t1 = Instant::now();
+            for (m, plan) in prog.models.iter().zip(&analysed) {
+                let params = m.init_params(1, None);
+                let Ok(mut ex) = ebmc::exec::Exec::new(m, plan, &params) else {
+                    continue;
+                };
+                ex.set_backend(Backend::Jit);
+                let mut b = ebmc::exec::Batch::zeros(m, 1);
+                let mut rngs = ebmc::exec::Rngs::new(1, 0, 1);
+                let free = vec![false; m.groups.len()];
+                ex.gibbs_sweep(&mut b, &mut rngs, &free, None);
+            }
+            jit = jit.min(t1.elapsed().as_secs_f64());
+        }
+        report(
+            &format!("compile/stdlib_{name}/parse+analyze+derive"),
+            front * 1e3,
+            "ms",
+        );
+        report(
+            &format!("compile/stdlib_{name}/exec+first_sweep_jit"),
+            jit * 1e3,
+            "ms",
+        );
+    }
 }
 
 /// One CD-1 update of a 784x500 RBM on a batch; `epi` draws with the JIT epilogue (fused

@@ -7,7 +7,8 @@
 //! Invariant: the result is exact up to floating point (f32 fields, f64 accumulation); a model
 //! with too many states on every side is an `ExactError::TooLarge`, never a silent estimate.
 
-use crate::derive::plan::{Family, Plan};
+use super::split::{valid_splits, with_summed};
+use crate::derive::plan::Plan;
 use crate::exact::ExactError;
 use crate::exec::{Batch, Exec, ExecError};
 use crate::ir::eval::{logsumexp, Params};
@@ -47,27 +48,10 @@ fn n_states(model: &Model, groups: &[GroupId]) -> Option<f64> {
     Some(n)
 }
 
-/// The summed set (by bit mask over groups) leaving the fewest states to enumerate.
+/// The valid split leaving the fewest states to enumerate.
 fn best_split(model: &Model, plan: &Plan) -> Option<(Vec<GroupId>, Vec<GroupId>, f64)> {
-    let ng = model.groups.len();
-    let st = &plan.structure;
     let mut best: Option<(Vec<GroupId>, Vec<GroupId>, f64)> = None;
-    for mask in 0u32..(1 << ng.min(16)) {
-        let summed: Vec<GroupId> = (0..ng)
-            .filter(|k| mask >> k & 1 == 1)
-            .map(|k| GroupId(k as u32))
-            .collect();
-        let ok = summed.iter().all(|&g| {
-            !st.blankets[g.idx()].self_interacting
-                && plan.conditionals[g.idx()].family != Family::Enumerate
-                && summed
-                    .iter()
-                    .all(|&h| h == g || !st.interacts[g.idx()][h.idx()])
-        });
-        if !ok {
-            continue;
-        }
-        let rest: Vec<GroupId> = model.group_ids().filter(|g| !summed.contains(g)).collect();
+    for (rest, summed) in valid_splits(model, plan) {
         if let Some(n) = n_states(model, &rest) {
             if best.as_ref().is_none_or(|b| n < b.2) {
                 best = Some((rest, summed, n));
@@ -128,18 +112,7 @@ pub fn exact_log_z(
         .into());
     }
     let n = n as usize;
-    let mut split = plan.clone();
-    split.free_energy.summed = summed.clone();
-    split.free_energy.kept_groups = enumerated.clone();
-    split.free_energy.kept_terms = (0..model.terms.len() as u32)
-        .map(crate::ir::TermId)
-        .filter(|t| {
-            model.terms[t.idx()]
-                .units
-                .iter()
-                .all(|u| !summed.contains(&u.group))
-        })
-        .collect();
+    let split = with_summed(model, plan, &summed);
     let exec = Exec::new(model, &split, params)?;
     const CHUNK: usize = 4096;
     let mut partial = Vec::with_capacity(n.div_ceil(CHUNK));

@@ -8,8 +8,9 @@ mod ais;
 pub mod dbn;
 pub mod enumerate;
 mod ll;
+pub mod split;
 
-pub use ais::{ais, base_from_data, AisConfig, AisResult, Betas};
+pub use ais::{ais, ais_summing, base_from_data, base_from_posterior, AisConfig, AisResult, Betas};
 pub use ll::{log_likelihood, pseudo_likelihood, reconstruction_error, LogLik};
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq)]

@@ -1,14 +1,13 @@
 //! Dense contractions of the JIT back end, chosen per call from the operands' shape and
 //! content: a product with a sampled binary state is a sum of selected rows (MNIST is ~13 %
-//! ones), which beats a dense GEMM below `SPARSE_MAX` density; otherwise the GEMM
-//! (matrixmultiply). Both split their work over threads by output rows.
+//! ones), which beats a dense GEMM below `SPARSE_MAX` density; otherwise the crate's GEMM
+//! (`exec::gemm`). Both split their work over threads by output rows.
 //!
 //! Invariant: every output element is accumulated in an order that does not depend on the
 //! thread count (rows are split, never the reduction), so results are bit-identical for any
 //! `threads`; the sparse and dense forms agree to f32 rounding.
 
-use ndarray::linalg::general_mat_mul;
-use ndarray::{s, Array2, ArrayView2, ArrayViewMut2};
+use ndarray::{Array2, ArrayView2, ArrayViewMut2};
 
 /// Density of ones below which a selected-rows sum replaces the GEMM (measured with
 /// `cargo bench --bench jit -- sparse`: at 784x500x100 the sum of selected rows wins up to
@@ -198,82 +197,42 @@ pub fn acc_xm(
     gemm_rows(alpha, x, m, acc.view_mut(), threads);
 }
 
-/// `c += alpha * a · b` with the rows of `a` / `c` split over `threads`: the AVX-512 kernel
-/// of [`super::gemm`] on contiguous operands (a transposed `b` is handled as
-/// `cᵀ += alpha * bᵀ aᵀ`), else matrixmultiply.
+/// `c += alpha * a · b` with the rows of `a` / `c` split over `threads`: the crate's GEMM
+/// ([`super::gemm`]; `b` packed once per call and shared by the threads, any strides).
 pub fn gemm_rows(
     alpha: f32,
     a: &ArrayView2<f32>,
     b: &ArrayView2<f32>,
-    mut c: ArrayViewMut2<f32>,
+    c: ArrayViewMut2<f32>,
     threads: usize,
 ) {
-    let (m, k) = a.dim();
-    let n = b.ncols();
-    if super::gemm::available() && c.is_standard_layout() && m * k * n > 0 {
-        if let Some(bs) = b.as_slice() {
-            let a = a.as_standard_layout();
-            let a = a.as_slice().expect("standard layout");
-            let cs = c.as_slice_mut().expect("standard layout");
-            par_rows(m, threads, cs, n, |lo, hi, cpart| {
-                super::gemm::gemm(hi - lo, k, n, alpha, &a[lo * k..hi * k], bs, cpart)
-            });
-            return;
-        }
-        let bt = b.t();
-        if let Some(bts) = bt.as_slice() {
-            // c (m x n) += alpha * a b, with b = btᵀ stored as bt (n x k): tmp = bt aᵀ (n x m)
-            let at = a.t().as_standard_layout().into_owned();
-            let ats = at.as_slice().expect("standard layout");
-            let mut tmp = vec![0.0f32; n * m];
-            par_rows(n, threads, &mut tmp, m, |lo, hi, part| {
-                super::gemm::gemm(hi - lo, k, m, 1.0, &bts[lo * k..hi * k], ats, part)
-            });
-            for (i, mut row) in c.rows_mut().into_iter().enumerate() {
-                for (j, x) in row.iter_mut().enumerate() {
-                    *x += alpha * tmp[j * m + i];
-                }
-            }
-            return;
-        }
-    }
-    let parts = split(m, threads);
-    if parts.len() <= 1 {
-        general_mat_mul(alpha, a, b, 1.0, &mut c);
-        return;
-    }
-    std::thread::scope(|s| {
-        let mut rest = c;
-        for &(lo, hi) in &parts {
-            let (mut mine, tail) = rest.split_at(ndarray::Axis(0), hi - lo);
-            rest = tail;
-            let a = a.slice(s![lo..hi, ..]);
-            s.spawn(move || general_mat_mul(alpha, &a, b, 1.0, &mut mine));
-        }
-    });
+    let pb = super::gemm::PackedB::new(b.view());
+    super::gemm::sgemm_rows(alpha, a, &pb, 1.0, c, threads);
 }
 
-/// Runs `f(lo, hi, rows lo..hi of out)` over a split of `rows` rows of width `width`.
-fn par_rows(
-    rows: usize,
+/// `acc += alpha * x · B` with `B` packed beforehand (reused across calls, e.g. the mean
+/// field's iterations): selected rows of `src` (the unpacked `B`, when standard layout) for
+/// a sparse 0/1 `x`, else the packed GEMM; rows split over `threads`.
+pub fn acc_xm_packed(
+    alpha: f32,
+    x: &ArrayView2<f32>,
+    src: &ArrayView2<f32>,
+    b: &super::gemm::PackedB,
+    acc: &mut Array2<f32>,
     threads: usize,
-    out: &mut [f32],
-    width: usize,
-    f: impl Fn(usize, usize, &mut [f32]) + Sync,
 ) {
-    let parts = split(rows, threads);
-    if parts.len() <= 1 {
-        return f(0, rows, out);
+    let (rows, k) = x.dim();
+    let n = b.dim().1;
+    assert_eq!(b.dim(), src.dim(), "packed and source operand");
+    let threads = if rows * k * n < MIN_PAR_MACS {
+        1
+    } else {
+        threads
+    };
+    if src.is_standard_layout() && active_rows(x).is_some() {
+        return acc_xm(alpha, x, src, acc, threads);
     }
-    std::thread::scope(|s| {
-        let mut rest = out;
-        for &(lo, hi) in &parts {
-            let (mine, tail) = rest.split_at_mut((hi - lo) * width);
-            rest = tail;
-            let f = &f;
-            s.spawn(move || f(lo, hi, mine));
-        }
-    });
+    super::gemm::sgemm_rows(alpha, x, b, 1.0, acc.view_mut(), threads);
 }
 
 /// `g += sum_r w[r] * x[r, :]ᵀ y[r, :]` (`g`: `[ka, kb]`): selected rows when `x` is a sparse

@@ -1,124 +1,435 @@
-//! A small f32 GEMM for the executor's shapes (a mini-batch of ~100 rows against weight
-//! matrices of a few hundred to a few thousand columns), `C += alpha * A B` with row-major
-//! operands and no packing: an 8x32 register tile of AVX-512 FMAs streams a 32-column panel
-//! of `B` (kept in L2) past 8 rows of `A` at a time. Used when the CPU has AVX-512F; the
-//! caller falls back to matrixmultiply otherwise.
+//! The one f32 GEMM of the crate, `C <- alpha A B + beta C`, used by the executor (dense
+//! contractions, mean field, gradient tables) and the MLP: a packed, cache-blocked product
+//! with an AVX-512 micro-kernel (10 x 32 register tile, 20 zmm accumulators; blocks KC = 256
+//! deep so a B panel stays in L1) where the CPU has AVX-512F, and ndarray's
+//! `general_mat_mul` (matrixmultiply, AVX2) otherwise. Any strides (transposed views
+//! included). `PackedB` packs a right operand once for many products (the mean field reuses
+//! `W` and `Wᵀ` across its iterations); `sgemm_rows` splits rows of `A` / `C` over threads
+//! and shares one packed `B`.
 //!
-//! Invariant: element `C[i, j]` is `C[i, j] + alpha * (sum over p in increasing order of
-//! fused multiply-adds)`, whatever the row range a call covers, so splitting rows over
-//! threads never changes a result.
+//! Invariant: the result is the same mathematical product as `general_mat_mul` for every
+//! shape and stride, up to f32 summation order; `beta = 0` ignores the old contents of `C`
+//! (no NaN from `0 * NaN`). Element `C[i, j]` is computed the same way whatever rows a call
+//! covers (k-blocks in increasing order, FMAs in increasing `p` inside a block), so
+//! splitting rows over threads never changes a result. `EBMC_GEMM=matrixmultiply` in the
+//! environment forces the fallback (read once per process), for comparisons.
 
-#[cfg(target_arch = "x86_64")]
-use std::arch::x86_64::*;
+use ndarray::linalg::general_mat_mul;
+use ndarray::{s, ArrayBase, ArrayView2, ArrayViewMut2, Data, DataMut, Ix2};
 
-/// Whether the AVX-512 kernel can run here.
-pub fn available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512f")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
+/// Which implementation [`sgemm`] uses in this process.
+pub fn backend() -> &'static str {
+    if available() {
+        "avx512"
+    } else {
+        "matrixmultiply"
     }
 }
 
-/// `c[i, j] += alpha * sum_p a[i, p] * b[p, j]` for `i < m`, `j < n`, `p < k`; `a` is `m x k`
-/// (row stride `k`), `b` is `k x n` (row stride `n`), `c` is `m x n` (row stride `n`).
-/// Panics unless `available()` and the slices have those sizes.
-pub fn gemm(m: usize, k: usize, n: usize, alpha: f32, a: &[f32], b: &[f32], c: &mut [f32]) {
-    assert!(available(), "gemm::gemm needs AVX-512F");
+/// Whether the AVX-512 kernel runs here (and is not switched off by `EBMC_GEMM`).
+pub fn available() -> bool {
+    static USE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *USE.get_or_init(|| {
+        let forced_off = std::env::var("EBMC_GEMM").is_ok_and(|v| v == "matrixmultiply");
+        #[cfg(target_arch = "x86_64")]
+        {
+            !forced_off && std::arch::is_x86_feature_detected!("avx512f")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = forced_off;
+            false
+        }
+    })
+}
+
+/// `C <- alpha A B + beta C`. Panics (a bug in the caller, not a user error) when the shapes
+/// do not agree.
+pub fn sgemm<S1, S2, S3>(
+    alpha: f32,
+    a: &ArrayBase<S1, Ix2>,
+    b: &ArrayBase<S2, Ix2>,
+    beta: f32,
+    c: &mut ArrayBase<S3, Ix2>,
+) where
+    S1: Data<Elem = f32>,
+    S2: Data<Elem = f32>,
+    S3: DataMut<Elem = f32>,
+{
+    let pb = PackedB::new(b.view());
+    sgemm_packed(alpha, &a.view(), &pb, beta, &mut c.view_mut());
+}
+
+/// A right operand `B` (`k x n`), packed once into the kernel's panel order when the AVX-512
+/// kernel runs (else only borrowed for the fallback).
+pub struct PackedB<'a> {
+    src: ArrayView2<'a, f32>,
+    /// per (NC column block, KC depth block), in that order: the packed panels
+    packed: Option<Vec<f32>>,
+}
+
+impl<'a> PackedB<'a> {
+    pub fn new(b: ArrayView2<'a, f32>) -> Self {
+        let (k, n) = b.dim();
+        #[cfg(target_arch = "x86_64")]
+        if available() && k > 0 && n > 0 {
+            let sb = b.strides();
+            // SAFETY: AVX-512F is not needed for packing; the pointer and strides come from
+            // an ndarray view, and `pack_all` reads only elements (p, j) < (k, n).
+            let packed = unsafe { avx512::pack_all(k, n, (b.as_ptr(), sb[0], sb[1])) };
+            return PackedB {
+                src: b,
+                packed: Some(packed),
+            };
+        }
+        PackedB {
+            src: b,
+            packed: None,
+        }
+    }
+
+    pub fn dim(&self) -> (usize, usize) {
+        self.src.dim()
+    }
+}
+
+/// `C <- alpha A B + beta C` with a packed `B`.
+pub fn sgemm_packed(
+    alpha: f32,
+    a: &ArrayView2<f32>,
+    b: &PackedB,
+    beta: f32,
+    c: &mut ArrayViewMut2<f32>,
+) {
+    let (m, k) = a.dim();
+    let (k2, n) = b.dim();
     assert!(
-        a.len() >= m * k && b.len() >= k * n && c.len() >= m * n,
-        "operand sizes"
+        k == k2 && c.dim() == (m, n),
+        "gemm shapes {:?} x {:?} -> {:?}",
+        a.dim(),
+        b.dim(),
+        c.dim()
     );
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: the CPU has AVX-512F (checked); every access below is within the asserted sizes.
-    unsafe {
-        gemm_avx512(m, k, n, alpha, a.as_ptr(), b.as_ptr(), c.as_mut_ptr())
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn gemm_avx512(
-    m: usize,
-    k: usize,
-    n: usize,
-    alpha: f32,
-    a: *const f32,
-    b: *const f32,
-    c: *mut f32,
-) {
-    let mut j0 = 0;
-    while j0 < n {
-        let w = (n - j0).min(32);
-        let m0: __mmask16 = if w >= 16 {
-            0xFFFF
-        } else {
-            (1u32 << w) as u16 - 1
-        };
-        let m1: __mmask16 = if w >= 32 {
-            0xFFFF
-        } else if w > 16 {
-            ((1u32 << (w - 16)) - 1) as u16
-        } else {
-            0
-        };
-        let mut i0 = 0;
-        while i0 < m {
-            let rows = (m - i0).min(8);
-            match rows {
-                8 => tile::<8>(i0, j0, k, n, alpha, a, b, c, m0, m1),
-                7 => tile::<7>(i0, j0, k, n, alpha, a, b, c, m0, m1),
-                6 => tile::<6>(i0, j0, k, n, alpha, a, b, c, m0, m1),
-                5 => tile::<5>(i0, j0, k, n, alpha, a, b, c, m0, m1),
-                4 => tile::<4>(i0, j0, k, n, alpha, a, b, c, m0, m1),
-                3 => tile::<3>(i0, j0, k, n, alpha, a, b, c, m0, m1),
-                2 => tile::<2>(i0, j0, k, n, alpha, a, b, c, m0, m1),
-                _ => tile::<1>(i0, j0, k, n, alpha, a, b, c, m0, m1),
+    if let Some(pb) = &b.packed {
+        if (n <= 1 || c.strides()[1] == 1) && m > 0 {
+            let sa = a.strides();
+            let rsc = c.strides()[0];
+            // SAFETY: AVX-512F is present (`packed` exists only then); the pointers and
+            // strides come from ndarray views whose every in-range element is valid, and
+            // `avx512::gemm` touches only elements (i, p) < (m, k) of A, (i, j) < (m, n) of
+            // C, and the packed blocks of B built for (k, n).
+            unsafe {
+                avx512::gemm(
+                    m,
+                    n,
+                    k,
+                    alpha,
+                    (a.as_ptr(), sa[0], sa[1]),
+                    pb,
+                    beta,
+                    (c.as_mut_ptr(), rsc),
+                );
             }
-            i0 += rows;
+            return;
         }
-        j0 += 32;
     }
+    general_mat_mul(alpha, a, &b.src, beta, c);
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-#[allow(clippy::too_many_arguments)]
-#[inline]
-unsafe fn tile<const R: usize>(
-    i0: usize,
-    j0: usize,
-    k: usize,
-    n: usize,
+/// [`sgemm_packed`] with the rows of `A` / `C` split over `threads` (in multiples of the
+/// kernel's 10-row tile); `B` is packed once and shared.
+pub fn sgemm_rows(
     alpha: f32,
-    a: *const f32,
-    b: *const f32,
-    c: *mut f32,
-    m0: __mmask16,
-    m1: __mmask16,
+    a: &ArrayView2<f32>,
+    b: &PackedB,
+    beta: f32,
+    c: ArrayViewMut2<f32>,
+    threads: usize,
 ) {
-    let mut acc0 = [_mm512_setzero_ps(); R];
-    let mut acc1 = [_mm512_setzero_ps(); R];
-    let ar: [*const f32; R] = std::array::from_fn(|r| a.add((i0 + r) * k));
-    for p in 0..k {
-        let bp = b.add(p * n + j0);
-        let b0 = _mm512_maskz_loadu_ps(m0, bp);
-        let b1 = _mm512_maskz_loadu_ps(m1, bp.add(16));
-        for r in 0..R {
-            let x = _mm512_set1_ps(*ar[r].add(p));
-            acc0[r] = _mm512_fmadd_ps(x, b0, acc0[r]);
-            acc1[r] = _mm512_fmadd_ps(x, b1, acc1[r]);
+    let m = a.nrows();
+    let tiles = m.div_ceil(MR);
+    let parts = threads.clamp(1, tiles.max(1));
+    if parts <= 1 {
+        let mut c = c;
+        return sgemm_packed(alpha, a, b, beta, &mut c);
+    }
+    std::thread::scope(|sc| {
+        let mut rest = c;
+        let mut lo = 0;
+        for t in 0..parts {
+            let hi = ((tiles * (t + 1) / parts) * MR).min(m);
+            let (mut mine, tail) = rest.split_at(ndarray::Axis(0), hi - lo);
+            rest = tail;
+            let a = a.slice(s![lo..hi, ..]);
+            sc.spawn(move || sgemm_packed(alpha, &a, b, beta, &mut mine));
+            lo = hi;
+        }
+    });
+}
+
+/// Rows of the micro-kernel's register tile.
+const MR: usize = 10;
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+    use std::cell::RefCell;
+
+    use super::MR;
+    const NR: usize = 32;
+    const KC: usize = 256;
+    const MC: usize = 120;
+    const NC: usize = 1024;
+
+    thread_local! {
+        /// packed A block, reused across calls (no page faults per call)
+        static BUF_A: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// Every (NC column block, KC depth block) of `B` packed by `pack_b`, in that order.
+    ///
+    /// # Safety
+    /// Every element addressed by the strides inside `k x n` must be valid.
+    pub unsafe fn pack_all(k: usize, n: usize, b: (*const f32, isize, isize)) -> Vec<f32> {
+        let mut out = Vec::new();
+        for jc in (0..n).step_by(NC) {
+            let nc = NC.min(n - jc);
+            for pc in (0..k).step_by(KC) {
+                let kc = KC.min(k - pc);
+                let at = out.len();
+                out.resize(at + nc.div_ceil(NR) * NR * kc, 0.0);
+                pack_b(&mut out[at..], b, pc, kc, jc, nc);
+            }
+        }
+        out
+    }
+
+    /// See [`super::sgemm_packed`]. `a = (ptr, row stride, col stride)`; `pb` is
+    /// `pack_all(k, n, B)`; `c` has unit column stride when `n > 1`.
+    ///
+    /// # Safety
+    /// AVX-512F must be available; every element addressed by the strides inside the given
+    /// shapes must be valid (and C's writable, not aliasing A or B).
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn gemm(
+        m: usize,
+        n: usize,
+        k: usize,
+        alpha: f32,
+        a: (*const f32, isize, isize),
+        pb: &[f32],
+        beta: f32,
+        c: (*mut f32, isize),
+    ) {
+        let (cp, rsc) = c;
+        if k == 0 || alpha == 0.0 {
+            // no product: C <- beta C
+            for i in 0..m {
+                let row = std::slice::from_raw_parts_mut(cp.offset(i as isize * rsc), n);
+                if beta == 0.0 {
+                    row.fill(0.0);
+                } else {
+                    row.iter_mut().for_each(|x| *x *= beta);
+                }
+            }
+            return;
+        }
+        BUF_A.with(|pa| {
+            let mut pa = pa.borrow_mut();
+            let need_a = MC.div_ceil(MR) * MR * KC;
+            if pa.len() < need_a {
+                pa.resize(need_a, 0.0);
+            }
+            let mut at = 0;
+            for jc in (0..n).step_by(NC) {
+                let nc = NC.min(n - jc);
+                for pc in (0..k).step_by(KC) {
+                    let kc = KC.min(k - pc);
+                    let pbk = &pb[at..at + nc.div_ceil(NR) * NR * kc];
+                    at += pbk.len();
+                    for ic in (0..m).step_by(MC) {
+                        let mc = MC.min(m - ic);
+                        pack_a(&mut pa, a, alpha, ic, mc, pc, kc);
+                        for jr in 0..nc.div_ceil(NR) {
+                            let nr = NR.min(nc - jr * NR);
+                            let bp = pbk.as_ptr().add(jr * NR * kc);
+                            for ir in 0..mc.div_ceil(MR) {
+                                let mr = MR.min(mc - ir * MR);
+                                let ap = pa.as_ptr().add(ir * MR * kc);
+                                let ct = cp.offset((ic + ir * MR) as isize * rsc).add(jc + jr * NR);
+                                // the first k-block applies beta, later ones accumulate
+                                let bk = if pc == 0 { beta } else { 1.0 };
+                                kernel(kc, ap, bp, ct, rsc, mr, nr, bk);
+                            }
+                        }
+                    }
+                }
+            }
+        });
+    }
+
+    /// `pa[panel][p][r] = alpha * A[ic + panel*MR + r, pc + p]`, zero beyond `mc`.
+    /// Raw-pointer loops: packing runs once per block and must cost well under a cycle per
+    /// element to stay small next to the kernel when one side of the product is only 100 long.
+    unsafe fn pack_a(
+        pa: &mut [f32],
+        a: (*const f32, isize, isize),
+        alpha: f32,
+        ic: usize,
+        mc: usize,
+        pc: usize,
+        kc: usize,
+    ) {
+        let (ap, rs, cs) = a;
+        assert!(pa.len() >= mc.div_ceil(MR) * MR * kc, "packed A buffer");
+        let out = pa.as_mut_ptr();
+        for panel in 0..mc.div_ceil(MR) {
+            let dst = out.add(panel * MR * kc);
+            let rows = MR.min(mc - panel * MR);
+            let src = ap.offset((ic + panel * MR) as isize * rs + pc as isize * cs);
+            if rows < MR {
+                std::ptr::write_bytes(dst, 0, MR * kc);
+            }
+            if cs == 1 {
+                // rows contiguous in memory: read along p
+                for r in 0..rows {
+                    let s = src.offset(r as isize * rs);
+                    for p in 0..kc {
+                        *dst.add(p * MR + r) = alpha * *s.add(p);
+                    }
+                }
+            } else {
+                for p in 0..kc {
+                    let s = src.offset(p as isize * cs);
+                    let d = dst.add(p * MR);
+                    for r in 0..rows {
+                        *d.add(r) = alpha * *s.offset(r as isize * rs);
+                    }
+                }
+            }
         }
     }
-    let al = _mm512_set1_ps(alpha);
-    for r in 0..R {
-        let cp = c.add((i0 + r) * n + j0);
-        let c0 = _mm512_maskz_loadu_ps(m0, cp);
-        _mm512_mask_storeu_ps(cp, m0, _mm512_fmadd_ps(al, acc0[r], c0));
-        let c1 = _mm512_maskz_loadu_ps(m1, cp.add(16));
-        _mm512_mask_storeu_ps(cp.add(16), m1, _mm512_fmadd_ps(al, acc1[r], c1));
+
+    /// `pb[panel][p][j] = B[pc + p, jc + panel*NR + j]`, zero beyond `nc`.
+    unsafe fn pack_b(
+        pb: &mut [f32],
+        b: (*const f32, isize, isize),
+        pc: usize,
+        kc: usize,
+        jc: usize,
+        nc: usize,
+    ) {
+        let (bp, rs, cs) = b;
+        assert!(pb.len() >= nc.div_ceil(NR) * NR * kc, "packed B buffer");
+        let out = pb.as_mut_ptr();
+        for panel in 0..nc.div_ceil(NR) {
+            let dst = out.add(panel * NR * kc);
+            let cols = NR.min(nc - panel * NR);
+            let src = bp.offset(pc as isize * rs + (jc + panel * NR) as isize * cs);
+            if cols < NR {
+                std::ptr::write_bytes(dst, 0, NR * kc);
+            }
+            if cs == 1 {
+                // rows of B contiguous: one memcpy of `cols` floats per p
+                for p in 0..kc {
+                    std::ptr::copy_nonoverlapping(
+                        src.offset(p as isize * rs),
+                        dst.add(p * NR),
+                        cols,
+                    );
+                }
+            } else if rs == 1 {
+                // columns contiguous (a transposed view): read along p
+                for j in 0..cols {
+                    let s = src.offset(j as isize * cs);
+                    for p in 0..kc {
+                        *dst.add(p * NR + j) = *s.add(p);
+                    }
+                }
+            } else {
+                for p in 0..kc {
+                    for j in 0..cols {
+                        *dst.add(p * NR + j) = *src.offset(p as isize * rs + j as isize * cs);
+                    }
+                }
+            }
+        }
+    }
+
+    /// `C[0..mr, 0..nr] ← beta C + Apanel Bpanel` over `kc` (`beta = 0`: C is not read).
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn kernel(
+        kc: usize,
+        ap: *const f32,
+        bp: *const f32,
+        c: *mut f32,
+        rsc: isize,
+        mr: usize,
+        nr: usize,
+        beta: f32,
+    ) {
+        let mut acc = [[_mm512_setzero_ps(); 2]; MR];
+        let (mut ap, mut bp) = (ap, bp);
+        for _ in 0..kc {
+            let b0 = _mm512_loadu_ps(bp);
+            let b1 = _mm512_loadu_ps(bp.add(16));
+            for (r, row) in acc.iter_mut().enumerate() {
+                let a = _mm512_set1_ps(*ap.add(r));
+                row[0] = _mm512_fmadd_ps(a, b0, row[0]);
+                row[1] = _mm512_fmadd_ps(a, b1, row[1]);
+            }
+            ap = ap.add(MR);
+            bp = bp.add(NR);
+        }
+        let vb = _mm512_set1_ps(beta);
+        // beta C + acc, reading C only when beta is not 0 (C may hold NaN then)
+        let update = |old: __m512, acc: __m512| -> __m512 {
+            if beta == 1.0 {
+                _mm512_add_ps(old, acc)
+            } else {
+                _mm512_fmadd_ps(vb, old, acc)
+            }
+        };
+        if nr == NR {
+            for (r, row) in acc.iter().enumerate().take(mr) {
+                let cr = c.offset(r as isize * rsc);
+                for (h, &x) in row.iter().enumerate() {
+                    let p = cr.add(16 * h);
+                    let v = if beta == 0.0 {
+                        x
+                    } else {
+                        update(_mm512_loadu_ps(p), x)
+                    };
+                    _mm512_storeu_ps(p, v);
+                }
+            }
+        } else {
+            let lo = nr.min(16);
+            let hi = nr - lo;
+            let masks: [__mmask16; 2] = [
+                if lo == 16 { 0xffff } else { (1u16 << lo) - 1 },
+                if hi == 16 { 0xffff } else { (1u16 << hi) - 1 },
+            ];
+            for (r, row) in acc.iter().enumerate().take(mr) {
+                let cr = c.offset(r as isize * rsc);
+                for (h, &x) in row.iter().enumerate() {
+                    let mk = masks[h];
+                    if mk == 0 {
+                        continue;
+                    }
+                    let p = cr.add(16 * h);
+                    let v = if beta == 0.0 {
+                        x
+                    } else {
+                        update(_mm512_maskz_loadu_ps(mk, p), x)
+                    };
+                    _mm512_mask_storeu_ps(p, mk, v);
+                }
+            }
+        }
     }
 }

@@ -18,6 +18,7 @@
 
 use super::dense;
 use super::family::{mean_of, sample_into};
+use super::gemm::PackedB;
 use super::{Batch, Exec, Fields, Rngs, Temper};
 use crate::derive::plan::Family;
 use crate::ir::{Domain, GroupId};
@@ -285,8 +286,15 @@ impl Exec<'_> {
                     .map_err(|e| e.to_string())
             }
         };
+        // epilogues are straight-line f32x4 code: Cranelift's `speed` pipeline made them no
+        // faster (0.19-0.25 elements/ns either way, 100x500) but compiled them 5x slower
+        // (3.4 vs 0.64 ms a draw + mean pair); lattice field kernels keep `speed`
+        let cfg = JitConfig {
+            optimize: matches!(key, KernelKey::Field { .. }),
+            ..JitConfig::default()
+        };
         let compiled = built.and_then(|(k, coefs)| {
-            JitModule::compile(&[k], JitConfig::default())
+            JitModule::compile(&[k], cfg)
                 .map(|m| Arc::new((m, coefs)))
                 .map_err(|e| e.to_string())
         });
@@ -628,45 +636,58 @@ impl Exec<'_> {
         Some(p)
     }
 
-    /// `acc += -X_o M` for the dense terms of `g` whose other group `o` satisfies `pick(o)`.
+    /// The dense terms of `g` as (term, other group, whether `g` is the term's first group,
+    /// i.e. the field reads `Mᵀ`).
+    fn dense_ops(&self, g: GroupId) -> Vec<(usize, GroupId, bool)> {
+        let mut out = Vec::new();
+        for op in &self.lowered.fields[g.idx()] {
+            match op {
+                FieldOp::DenseA { term } => match self.lowered.terms[*term].kind {
+                    TermKind::Dense { gb, .. } => out.push((*term, gb, true)),
+                    _ => unreachable!("DenseA points at a dense term"),
+                },
+                FieldOp::DenseB { term } => match self.lowered.terms[*term].kind {
+                    TermKind::Dense { ga, .. } => out.push((*term, ga, false)),
+                    _ => unreachable!("DenseB points at a dense term"),
+                },
+                _ => {}
+            }
+        }
+        out
+    }
+
+    /// `acc += -X_o M` for the dense terms of `g` whose other group `o` satisfies `pick(o)`,
+    /// with the operands in `packed` (keyed by term and orientation) packed beforehand.
     fn dense_part(
         &self,
         g: GroupId,
         b: &Batch,
         acc: &mut Array2<f32>,
         pick: &dyn Fn(GroupId) -> bool,
-        transposed: &BTreeMap<usize, Array2<f32>>,
+        packed: &BTreeMap<(usize, bool), PackedB>,
     ) {
-        for op in &self.lowered.fields[g.idx()] {
-            let (term, other, transposed_term) = match op {
-                FieldOp::DenseA { term } => match self.lowered.terms[*term].kind {
-                    TermKind::Dense { gb, .. } => (*term, gb, true),
-                    _ => unreachable!("DenseA points at a dense term"),
-                },
-                FieldOp::DenseB { term } => match self.lowered.terms[*term].kind {
-                    TermKind::Dense { ga, .. } => (*term, ga, false),
-                    _ => unreachable!("DenseB points at a dense term"),
-                },
-                _ => continue,
-            };
+        for (term, other, transposed) in self.dense_ops(g) {
             if !pick(other) {
                 continue;
             }
             let mat = self.tables.mats[term].as_ref().expect("dense table");
-            let mv = match (transposed_term, transposed.get(&term)) {
-                (true, Some(t)) => t.view(),
-                (true, None) => mat.t(),
-                (false, _) => mat.view(),
-            };
-            dense::acc_xm(-1.0, &b.x[other.idx()].view(), &mv, acc, self.threads);
+            let mv = if transposed { mat.t() } else { mat.view() };
+            let x = b.x[other.idx()].view();
+            match packed.get(&(term, transposed)) {
+                Some(pb) => dense::acc_xm_packed(-1.0, &x, &mv, pb, acc, self.threads),
+                None => dense::acc_xm(-1.0, &x, &mv, acc, self.threads),
+            }
         }
     }
 
     /// Mean field when every block member is a whole `Dense`-route binary/spin group: the
     /// clamped groups' contribution to each field is computed once (a sum of selected rows
-    /// for binary data), each iteration adds only the contractions with updated groups and
-    /// runs the generated mean kernel. `None` when the shape does not fit (the caller then
-    /// runs the general loop). Same updates, order and stopping rule as `Exec::mean_field`.
+    /// for binary data), the weights between updated groups are packed once per call for
+    /// the GEMM (both orientations), and each iteration adds only the contractions with
+    /// updated groups and runs the generated mean kernel. The bottom-up start of
+    /// `mean_field_init` is done the same way (from the clamped part, doubled where a
+    /// neighbour is still unset). `None` when the shape does not fit (the caller then runs
+    /// the general loop). Same updates, order and stopping rule as `Exec::mean_field`.
     pub(super) fn mean_field_dense(&self, b: &mut Batch) -> Option<usize> {
         let mf = &self.plan.meanfield;
         if self.backend != Backend::Jit || mf.needs_second_moments {
@@ -688,18 +709,14 @@ impl Exec<'_> {
         }
         let m = b.rows();
         let is_hidden = |g: GroupId| hidden.contains(&g);
-        // weights read transposed every iteration (`z_a -= X_b Mᵀ` between updated groups):
-        // one row-major copy of `Mᵀ` per call instead of a transposed product per iteration
-        let mut transposed = BTreeMap::new();
+        // weights between updated groups are read every iteration: packed once per call
+        let mut packed = BTreeMap::new();
         for &g in &hidden {
-            for op in &self.lowered.fields[g.idx()] {
-                if let FieldOp::DenseA { term } = op {
-                    if let TermKind::Dense { gb, .. } = self.lowered.terms[*term].kind {
-                        if is_hidden(gb) {
-                            let mat = self.tables.mats[*term].as_ref().expect("dense table");
-                            transposed.insert(*term, mat.t().as_standard_layout().into_owned());
-                        }
-                    }
+            for (term, other, transposed) in self.dense_ops(g) {
+                if is_hidden(other) && !packed.contains_key(&(term, transposed)) {
+                    let mat = self.tables.mats[term].as_ref().expect("dense table");
+                    let mv = if transposed { mat.t() } else { mat.view() };
+                    packed.insert((term, transposed), PackedB::new(mv));
                 }
             }
         }
@@ -711,7 +728,34 @@ impl Exec<'_> {
             self.dense_part(g, b, &mut acc, &|o| !is_hidden(o), &none);
             base.push(acc);
         }
-        self.mean_field_init(b, &hidden);
+        // bottom-up start (`mean_field_init`): hidden groups at 0, then each group, in the
+        // same order, from its set neighbours, the input doubled while a neighbour is unset
+        for &g in &hidden {
+            b.x[g.idx()] = Array2::zeros((m, self.lowered.sizes[g.idx()].0));
+            b.sq[g.idx()] = None;
+        }
+        let inter = &self.plan.structure.interacts;
+        let mut set: Vec<bool> = (0..self.n_groups())
+            .map(|g| !is_hidden(GroupId(g as u32)))
+            .collect();
+        let mut left = hidden.clone();
+        while !left.is_empty() {
+            let touches_set =
+                |g: &GroupId| (0..set.len()).any(|o| o != g.idx() && set[o] && inter[g.idx()][o]);
+            let i = left.iter().position(touches_set).unwrap_or(0);
+            let g = left.remove(i);
+            let unset = (0..set.len()).any(|o| o != g.idx() && !set[o] && inter[g.idx()][o]);
+            let k = hidden.iter().position(|&h| h == g).expect("a member");
+            let mut acc = base[k].clone();
+            let done = set.clone();
+            self.dense_part(g, b, &mut acc, &|o| is_hidden(o) && done[o.idx()], &packed);
+            if unset {
+                acc.mapv_inplace(|x| 2.0 * x);
+            }
+            let spin = self.family(g) == Family::Spin;
+            b.x[g.idx()] = self.run_mean(spin, &acc, &self.jit.neg_bias[g.idx()])?;
+            set[g.idx()] = true;
+        }
         let damping = mf.damping as f32;
         for it in 0..mf.iters {
             let mut change = 0.0f32;
@@ -721,21 +765,14 @@ impl Exec<'_> {
                     let g = mb.group;
                     let k = hidden.iter().position(|&h| h == g).expect("a member");
                     let mut acc = base[k].clone();
-                    self.dense_part(g, b, &mut acc, &is_hidden, &transposed);
+                    self.dense_part(g, b, &mut acc, &is_hidden, &packed);
                     let spin = self.family(g) == Family::Spin;
                     news.push(self.run_mean(spin, &acc, &self.jit.neg_bias[g.idx()])?);
                 }
                 for (mb, new) in bl.members.iter().zip(news) {
-                    let old = &mut b.x[mb.group.idx()];
-                    let (o, nw) = (
-                        old.as_slice_mut().expect("standard layout"),
-                        new.as_slice().expect("standard layout"),
-                    );
-                    for (x, &y) in o.iter_mut().zip(nw) {
-                        let nv = damping * *x + (1.0 - damping) * y;
-                        change = change.max((nv - *x).abs());
-                        *x = nv;
-                    }
+                    let old = b.x[mb.group.idx()].as_slice_mut().expect("standard layout");
+                    let nw = new.as_slice().expect("standard layout");
+                    change = change.max(damp_into(old, nw, damping));
                 }
             }
             if (change as f64) < mf.tol {
@@ -744,6 +781,29 @@ impl Exec<'_> {
         }
         Some(mf.iters)
     }
+}
+
+/// `x <- damping x + (1 - damping) y` elementwise; returns `max |new - old|`. Lane-wise
+/// maxima (eight at a time) so the loop vectorises: a running `f32::max` is a serial chain.
+fn damp_into(x: &mut [f32], y: &[f32], damping: f32) -> f32 {
+    let mut lanes = [0.0f32; 8];
+    let mut xs = x.chunks_exact_mut(8);
+    let mut ys = y.chunks_exact(8);
+    for (xc, yc) in (&mut xs).zip(&mut ys) {
+        for l in 0..8 {
+            let nv = damping * xc[l] + (1.0 - damping) * yc[l];
+            let d = (nv - xc[l]).abs();
+            lanes[l] = if d > lanes[l] { d } else { lanes[l] };
+            xc[l] = nv;
+        }
+    }
+    let mut change = lanes.iter().fold(0.0f32, |a, &b| a.max(b));
+    for (x, &y) in xs.into_remainder().iter_mut().zip(ys.remainder()) {
+        let nv = damping * *x + (1.0 - damping) * y;
+        change = change.max((nv - *x).abs());
+        *x = nv;
+    }
+    change
 }
 
 /// Whether `d` is a domain the generated epilogues draw.

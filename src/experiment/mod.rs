@@ -120,6 +120,9 @@ pub enum LogZMethod {
     Ais {
         runs: usize,
         betas: Option<usize>,
+        /// the base model's hidden biases: from the data's mean-field posterior marginals
+        /// (`true`, the default) or zero (`hidden = "uniform"`)
+        posterior_base: bool,
     },
 }
 
@@ -613,8 +616,25 @@ fn logz_method(e: &Expr, diags: &mut Vec<Diagnostic>) -> Option<LogZMethod> {
             let mut a = Args::new(c);
             let runs = a.count(0, "runs").unwrap_or(100).max(1);
             let betas = a.count(1, "betas");
+            // `hidden = "posterior"` (default) or `"uniform"`: see eval::base_from_posterior
+            let posterior_base = match a.expr(2, "hidden").map(|e| (e, &e.kind)) {
+                None => true,
+                Some((_, ExprKind::Str(m) | ExprKind::Name(m))) if m == "posterior" => true,
+                Some((_, ExprKind::Str(m) | ExprKind::Name(m))) if m == "uniform" => false,
+                Some((e, _)) => {
+                    diags.push(
+                        Diagnostic::error("E0505", e.span, "unknown AIS hidden base")
+                            .with_hint("use \"posterior\" (default) or \"uniform\""),
+                    );
+                    true
+                }
+            };
             diags.extend(a.finish());
-            Some(LogZMethod::Ais { runs, betas })
+            Some(LogZMethod::Ais {
+                runs,
+                betas,
+                posterior_base,
+            })
         }
         _ => {
             diags.push(

@@ -591,7 +591,11 @@ impl Run {
                 result["log_z_method"] = "exact".into();
                 Some(z.log_z)
             }
-            Some(LogZMethod::Ais { runs, betas }) => {
+            Some(LogZMethod::Ais {
+                runs,
+                betas,
+                posterior_base,
+            }) => {
                 let base_data = base_data(self)?;
                 let runs = self.opts.ais_runs.unwrap_or(*runs);
                 let betas = match self.opts.ais_betas.or(*betas) {
@@ -599,7 +603,12 @@ impl Run {
                     _ => Betas::SalakhutdinovMurray,
                 };
                 let n_betas = betas.values().len();
-                let base = ais::base_from_data(exec, &base_data).map_err(CliError::from)?;
+                let base = if *posterior_base {
+                    ais::base_from_posterior(exec, &base_data)
+                } else {
+                    ais::base_from_data(exec, &base_data)
+                }
+                .map_err(CliError::from)?;
                 let spinner = Progress::new(1, &format!("AIS {runs} runs x {n_betas} betas"));
                 let t0 = std::time::Instant::now();
                 let r = ais::ais(
@@ -628,6 +637,12 @@ impl Run {
                 result["log_z_base"] = r.log_z_base.into();
                 result["ais_runs"] = runs.into();
                 result["ais_betas"] = n_betas.into();
+                result["ais_hidden_base"] = if *posterior_base {
+                    "posterior"
+                } else {
+                    "uniform"
+                }
+                .into();
                 result["ais_ess"] = r.ess.into();
                 result["log_z_method"] = "ais".into();
                 Some(r.log_z)
