@@ -16,6 +16,7 @@
 
 use ndarray::linalg::general_mat_mul;
 use ndarray::{s, ArrayBase, ArrayView2, ArrayViewMut2, Data, DataMut, Ix2};
+use std::sync::Arc;
 
 /// Which implementation [`sgemm`] uses in this process.
 pub fn backend() -> &'static str {
@@ -64,8 +65,9 @@ pub fn sgemm<S1, S2, S3>(
 /// kernel runs (else only borrowed for the fallback).
 pub struct PackedB<'a> {
     src: ArrayView2<'a, f32>,
-    /// per (NC column block, KC depth block), in that order: the packed panels
-    packed: Option<Vec<f32>>,
+    /// per (NC column block, KC depth block), in that order: the packed panels (shared, so
+    /// a caller can keep them while `B` does not change)
+    packed: Option<Arc<Vec<f32>>>,
 }
 
 impl<'a> PackedB<'a> {
@@ -79,7 +81,7 @@ impl<'a> PackedB<'a> {
             let packed = unsafe { avx512::pack_all(k, n, (b.as_ptr(), sb[0], sb[1])) };
             return PackedB {
                 src: b,
-                packed: Some(packed),
+                packed: Some(Arc::new(packed)),
             };
         }
         PackedB {
@@ -90,6 +92,28 @@ impl<'a> PackedB<'a> {
 
     pub fn dim(&self) -> (usize, usize) {
         self.src.dim()
+    }
+
+    /// The packed panels, to keep for [`PackedB::reuse`] while `B` does not change.
+    pub fn panels(&self) -> Option<Arc<Vec<f32>>> {
+        self.packed.clone()
+    }
+
+    /// `B` with panels packed earlier from the same values (by [`PackedB::new`] on a view of
+    /// the same shape and contents: the caller's promise, checked by size only).
+    pub fn reuse(b: ArrayView2<'a, f32>, panels: Option<Arc<Vec<f32>>>) -> Self {
+        let (k, n) = b.dim();
+        if let Some(p) = &panels {
+            let want: usize = (0..n)
+                .step_by(NC)
+                .map(|jc| NC.min(n - jc).div_ceil(NR) * NR * k)
+                .sum();
+            assert_eq!(p.len(), want, "panels packed for another shape");
+        }
+        PackedB {
+            src: b,
+            packed: panels,
+        }
     }
 }
 
@@ -170,17 +194,19 @@ pub fn sgemm_rows(
 
 /// Rows of the micro-kernel's register tile.
 const MR: usize = 10;
+/// Columns of the register tile and of a packed `B` panel.
+const NR: usize = 32;
+/// Columns of a packed `B` block.
+const NC: usize = 1024;
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use std::arch::x86_64::*;
     use std::cell::RefCell;
 
-    use super::MR;
-    const NR: usize = 32;
+    use super::{MR, NC, NR};
     const KC: usize = 256;
     const MC: usize = 120;
-    const NC: usize = 1024;
 
     thread_local! {
         /// packed A block, reused across calls (no page faults per call)

@@ -120,7 +120,13 @@ pub(super) struct JitState {
     pub term_values: Vec<Option<Vec<f32>>>,
     cache: Mutex<BTreeMap<KernelKey, Compiled>>,
     errors: Mutex<Vec<String>>,
+    /// packed GEMM panels of dense tables by (term, transposed), kept until the next
+    /// `set_params` (mean field calls reuse them)
+    packed: Mutex<KeptPanels>,
 }
+
+/// Packed GEMM panels by (dense term, transposed); `None` where the fallback GEMM runs.
+type KeptPanels = BTreeMap<(usize, bool), Option<Arc<Vec<f32>>>>;
 
 impl JitState {
     pub fn new(
@@ -138,6 +144,7 @@ impl JitState {
             term_values: Vec::new(),
             cache: Mutex::new(BTreeMap::new()),
             errors: Mutex::new(Vec::new()),
+            packed: Mutex::new(BTreeMap::new()),
         }
     }
 }
@@ -264,6 +271,8 @@ impl Exec<'_> {
         }
         self.jit.neg_bias = neg_bias;
         self.jit.term_values = term_values;
+        // the tables changed: packed copies of them are stale
+        self.jit.packed.lock().expect("packed panels").clear();
     }
 
     fn module(&self, key: KernelKey) -> Option<Compiled> {
@@ -682,8 +691,8 @@ impl Exec<'_> {
 
     /// Mean field when every block member is a whole `Dense`-route binary/spin group: the
     /// clamped groups' contribution to each field is computed once (a sum of selected rows
-    /// for binary data), the weights between updated groups are packed once per call for
-    /// the GEMM (both orientations), and each iteration adds only the contractions with
+    /// for binary data), the weights between updated groups are packed for the GEMM (both
+    /// orientations) once per parameter set (kept until `set_params`), and each iteration adds only the contractions with
     /// updated groups and runs the generated mean kernel. The bottom-up start of
     /// `mean_field_init` is done the same way (from the clamped part, doubled where a
     /// neighbour is still unset). `None` when the shape does not fit (the caller then runs
@@ -716,7 +725,16 @@ impl Exec<'_> {
                 if is_hidden(other) && !packed.contains_key(&(term, transposed)) {
                     let mat = self.tables.mats[term].as_ref().expect("dense table");
                     let mv = if transposed { mat.t() } else { mat.view() };
-                    packed.insert((term, transposed), PackedB::new(mv));
+                    let mut kept = self.jit.packed.lock().expect("packed panels");
+                    let pb = match kept.get(&(term, transposed)) {
+                        Some(panels) => PackedB::reuse(mv, panels.clone()),
+                        None => {
+                            let pb = PackedB::new(mv);
+                            kept.insert((term, transposed), pb.panels());
+                            pb
+                        }
+                    };
+                    packed.insert((term, transposed), pb);
                 }
             }
         }

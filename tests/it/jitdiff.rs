@@ -561,6 +561,38 @@ fn jit_mean_field_matches_rust_mean_field() {
     }
 }
 
+/// The JIT mean field keeps packed weights between calls: after `set_params` it must use
+/// the new ones (bit-identical to a fresh executor with those parameters), and a second call
+/// with the same parameters must repeat the first exactly.
+#[test]
+fn jit_mean_field_packed_weights_follow_set_params() {
+    let (m, p) = ebmc::testgen::layered(2, &[40, 30, 20], Domain::Binary, false);
+    let plan = plan_of(&m);
+    let mut rng = StdRng::seed_from_u64(5);
+    let v = ndarray::Array2::from_shape_fn((16, 40), |_| (rng.random::<f64>() < 0.13) as u8 as f32);
+    let mut q = p.clone();
+    for vals in q.values.iter_mut() {
+        for x in vals.iter_mut() {
+            *x += rng.random::<f64>() - 0.5;
+        }
+    }
+    let run = |ex: &Exec| {
+        let mut b = ex.batch_from_visible(std::slice::from_ref(&v));
+        ex.mean_field(&mut b);
+        b
+    };
+    let mut ex = Exec::new(&m, &plan, &p).expect("executor");
+    ex.set_backend(Backend::Jit);
+    let first = run(&ex);
+    assert_eq!(run(&ex), first, "repeat with kept panels");
+    ex.set_params(&q);
+    let moved = run(&ex);
+    let mut fresh = Exec::new(&m, &plan, &q).expect("executor");
+    fresh.set_backend(Backend::Jit);
+    assert_eq!(moved, run(&fresh), "kept panels after set_params");
+    assert_ne!(moved, first, "the parameter change moves the means");
+}
+
 /// The executor's GEMM (AVX-512 tiles where available) against ndarray's, with tile
 /// remainders in every dimension, plain and transposed right operands, 1 and 2 threads.
 #[test]
