@@ -107,10 +107,23 @@ struct Pair {
 }
 
 impl Pair {
-    fn at(&self, inst: usize) -> (usize, usize) {
+    /// Calls `f(inst, ea, eb)` for every instance in order (nested loops for dense terms: no
+    /// division per instance on the hot path).
+    fn for_each(&self, n_inst: usize, mut f: impl FnMut(usize, usize, usize)) {
         match &self.elems {
-            Some(e) => (e[2 * inst] as usize, e[2 * inst + 1] as usize),
-            None => (inst / self.nb, inst % self.nb),
+            Some(e) => {
+                for inst in 0..n_inst {
+                    f(inst, e[2 * inst] as usize, e[2 * inst + 1] as usize);
+                }
+            }
+            None => {
+                let nb = self.nb.max(1);
+                for a in 0..n_inst / nb {
+                    for b in 0..nb {
+                        f(a * nb + b, a, b);
+                    }
+                }
+            }
         }
     }
 }
@@ -271,15 +284,34 @@ impl Layout {
         for p in &self.pairs {
             let (ca, cb) = (self.centered[p.ga.idx()], self.centered[p.gb.idx()]);
             let c = lowered.terms[p.term].coef.eval(params);
-            for (inst, &ck) in c.iter().enumerate() {
-                let (ea, eb) = p.at(inst);
-                if cb && mu[p.gb.idx()][eb] != 0.0 {
-                    r[p.ga.idx()][ea] += ck * mu[p.gb.idx()][eb];
+            let (ga, gb) = (p.ga.idx(), p.gb.idx());
+            if p.elems.is_none() {
+                // dense: row dot products and row updates (vectorisable; the hot path)
+                let (ma, mb) = (&mu[ga], &mu[gb]);
+                let mut ra = vec![0.0; ma.len()];
+                let mut rb = vec![0.0; mb.len()];
+                for (a, row) in c.chunks_exact(p.nb.max(1)).enumerate() {
+                    if cb {
+                        ra[a] = row.iter().zip(mb).map(|(x, m)| x * m).sum::<f64>();
+                    }
+                    if ca && ma[a] != 0.0 {
+                        let m = ma[a];
+                        rb.iter_mut().zip(row).for_each(|(o, x)| *o += x * m);
+                    }
                 }
-                if ca && mu[p.ga.idx()][ea] != 0.0 {
-                    r[p.gb.idx()][eb] += ck * mu[p.ga.idx()][ea];
-                }
+                r[ga].iter_mut().zip(&ra).for_each(|(o, x)| *o += x);
+                r[gb].iter_mut().zip(&rb).for_each(|(o, x)| *o += x);
+                continue;
             }
+            p.for_each(c.len(), |inst, ea, eb| {
+                let ck = c[inst];
+                if cb && mu[gb][eb] != 0.0 {
+                    r[ga][ea] += ck * mu[gb][eb];
+                }
+                if ca && mu[ga][ea] != 0.0 {
+                    r[gb][eb] += ck * mu[ga][ea];
+                }
+            });
         }
         r
     }
@@ -354,12 +386,19 @@ impl Layout {
             let lt = &lowered.terms[p.term];
             let (ma, mb) = (&mu[p.ga.idx()], &mu[p.gb.idx()]);
             let (da, db) = (&diff[p.ga.idx()], &diff[p.gb.idx()]);
-            let corr: Vec<f64> = (0..lt.coef.n_inst())
-                .map(|inst| {
-                    let (ea, eb) = p.at(inst);
-                    ma[ea] * db[eb] + mb[eb] * da[ea]
-                })
-                .collect();
+            let mut corr = vec![0.0; lt.coef.n_inst()];
+            if p.elems.is_none() {
+                for (a, row) in corr.chunks_exact_mut(p.nb.max(1)).enumerate() {
+                    let (m, d) = (ma[a], da[a]);
+                    for ((o, &y), &n) in row.iter_mut().zip(db).zip(mb) {
+                        *o = m * y + n * d;
+                    }
+                }
+            } else {
+                p.for_each(corr.len(), |inst, ea, eb| {
+                    corr[inst] = ma[ea] * db[eb] + mb[eb] * da[ea];
+                });
+            }
             if corr.iter().any(|&x| x != 0.0) {
                 lt.coef.backprop(params, &corr, grad);
             }
