@@ -94,7 +94,11 @@ fn ais_from_a_posterior_base_matches_exact_log_z_on_dbm_and_rbm() {
         let h = GroupId(1);
         let mut b = ex.batch_from_visible(std::slice::from_ref(&data));
         ex.mean_field(&mut b);
-        let mean0: f64 = b.x[h.idx()].column(0).iter().map(|&x| x as f64).sum::<f64>();
+        let mean0: f64 = b.x[h.idx()]
+            .column(0)
+            .iter()
+            .map(|&x| x as f64)
+            .sum::<f64>();
         let p0 = (mean0 + 5.0) / (200.0 + 10.0);
         let want = (p0 / (1.0 - p0)).ln();
         let got = base[h.idx()].as_ref().unwrap()[0] as f64;
