@@ -32,25 +32,12 @@ use ndarray::Array2;
 
 fn cfg(method: Method, epochs: usize, lr: f64, centering: Option<Centering>) -> TrainConfig {
     TrainConfig {
-        method,
-        batch: 10,
-        epochs,
-        lr,
-        lr_schedule: LrSchedule::Constant,
-        momentum: Step {
-            start: 0.5,
-            end: 0.9,
-            at_epoch: 2,
-        },
-        weight_decay: 1e-4,
-        sparsity: None,
         centering,
-        seed: 42,
-        max_abs_param: 1e3,
+        ..crate::train::cfg(method, epochs, lr)
     }
 }
 
-fn compile_stdlib(name: &str, overrides: &[(&str, f64)]) -> Model {
+pub fn compile_stdlib(name: &str, overrides: &[(&str, f64)]) -> Model {
     let (prog, _, d) = ebmc::front::compile_str(
         name,
         ebmc::front::stdlib_source(name).expect("stdlib model"),

@@ -186,13 +186,18 @@ fn composition_errors_are_clear() {
             "`features` needs a data name",
         ),
     ];
-    for (tag, body, want) in cases {
+    let pre = "use rbm\nuse dbm_bottom\ndata d = csv(\"d.csv\", label = \"last\")\nmodel r1 = rbm(nv = 6, nh = 4)\n";
+    // some of these are found only when the item runs, and carry no span yet
+    assert_run_errors(&dir, pre, cases, false);
+}
+
+/// Runs `pre` + each case's body as `TAG.ebm` in `dir` and checks the run fails with exit
+/// code 1, a message containing the case's text (and, with `spans`, a span in that file),
+/// and no panic.
+pub fn assert_run_errors(dir: &Path, pre: &str, cases: &[(&str, &str, &str)], spans: bool) {
+    for &(tag, body, want) in cases {
         let file = dir.join(format!("{tag}.ebm"));
-        std::fs::write(
-            &file,
-            format!("use rbm\nuse dbm_bottom\ndata d = csv(\"d.csv\", label = \"last\")\nmodel r1 = rbm(nv = 6, nh = 4)\n{body}\n"),
-        )
-        .unwrap();
+        std::fs::write(&file, format!("{pre}{body}\n")).unwrap();
         let out = dir.join(format!("out-{tag}"));
         let (code, stdout, err) = ebmc(&[
             "run",
@@ -202,6 +207,10 @@ fn composition_errors_are_clear() {
         ]);
         assert_eq!(code, 1, "{tag}: {stdout}\n{err}");
         assert!(err.contains(want), "{tag}: expected `{want}` in\n{err}");
+        assert!(
+            !spans || err.contains(&format!("{tag}.ebm:")),
+            "{tag}: a span: {err}"
+        );
         assert!(!err.contains("panicked"), "{tag}: {err}");
     }
 }

@@ -508,19 +508,5 @@ fn stack_diagnostics() {
             "needs the top RBM's log Z",
         ),
     ];
-    for (tag, body, want) in cases {
-        let file = dir.join(format!("{tag}.ebm"));
-        std::fs::write(&file, format!("{pre}{body}\n")).unwrap();
-        let out = dir.join(format!("out-{tag}"));
-        let (code, stdout, err) = ebmc(&[
-            "run",
-            file.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ]);
-        assert_eq!(code, 1, "{tag}: {stdout}\n{err}");
-        assert!(err.contains(want), "{tag}: expected `{want}` in\n{err}");
-        assert!(err.contains(&format!("{tag}.ebm:")), "{tag}: a span: {err}");
-        assert!(!err.contains("panicked"), "{tag}: {err}");
-    }
+    crate::compose::assert_run_errors(&dir, &pre, cases, true);
 }

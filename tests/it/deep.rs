@@ -98,7 +98,7 @@ impl Rbm {
 }
 
 /// `n` toy examples (noisy copies of three 12-bit prototypes) as f64 rows.
-fn rows(data: &Array2<f32>) -> Vec<Array1<f64>> {
+pub fn rows(data: &Array2<f32>) -> Vec<Array1<f64>> {
     data.rows()
         .into_iter()
         .map(|r| r.iter().map(|&x| x as f64).collect())
@@ -519,19 +519,7 @@ fn greedy_dbm_pretraining_with_tied_copies_gives_a_sensible_dbm() {
     };
     // independent pixels at the data marginals: what any useful model must beat
     let x = rows(&train);
-    let marg: Vec<f64> = (0..12)
-        .map(|i| x.iter().map(|r| r[i]).sum::<f64>() / x.len() as f64)
-        .collect();
-    let indep = x
-        .iter()
-        .map(|r| {
-            r.iter()
-                .zip(&marg)
-                .map(|(&b, &q)| if b > 0.5 { q.ln() } else { (1.0 - q).ln() })
-                .sum::<f64>()
-        })
-        .sum::<f64>()
-        / x.len() as f64;
+    let indep = independent_pixels_ll(&x);
     let p = pretrain_dbm(&train, true);
     let naive = pretrain_dbm(&train, false);
     let (ll0, ll, ll_naive) = (exact(&p0), exact(&p), exact(&naive));
@@ -564,4 +552,21 @@ fn greedy_dbm_pretraining_with_tied_copies_gives_a_sensible_dbm() {
         ll > ll_naive + 1.0,
         "doubled {ll} vs plain stacking {ll_naive}"
     );
+}
+
+/// Average log-likelihood of binary rows under independent pixels at their own marginals:
+/// what any useful model of them must beat.
+pub fn independent_pixels_ll(x: &[Array1<f64>]) -> f64 {
+    let marg: Vec<f64> = (0..x[0].len())
+        .map(|i| x.iter().map(|r| r[i]).sum::<f64>() / x.len() as f64)
+        .collect();
+    x.iter()
+        .map(|r| {
+            r.iter()
+                .zip(&marg)
+                .map(|(&b, &q)| if b > 0.5 { q.ln() } else { (1.0 - q).ln() })
+                .sum::<f64>()
+        })
+        .sum::<f64>()
+        / x.len() as f64
 }

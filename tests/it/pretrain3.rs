@@ -10,24 +10,14 @@
 //! `log p(v)` is computed in f64 by hand with the odd layers `h1, h3` summed out analytically
 //! and `v, h2` enumerated; it is checked against joint enumeration (`exact`) on a smaller DBM.
 
+use crate::centering::compile_stdlib;
+use crate::deep::{independent_pixels_ll, rows};
 use crate::train::{plan_of, states_of, toy_data};
 use ebmc::exec::Rng;
 use ebmc::ir::eval::{logsumexp, Params};
 use ebmc::ir::Model;
 use ebmc::train::*;
 use ndarray::{Array1, Array2};
-
-fn compile_stdlib(name: &str, overrides: &[(&str, f64)]) -> Model {
-    let (prog, _, d) = ebmc::front::compile_str(
-        name,
-        ebmc::front::stdlib_source(name).expect("stdlib model"),
-        &ebmc::front::CompileOptions {
-            overrides: overrides.iter().map(|(k, x)| (k.to_string(), *x)).collect(),
-        },
-    );
-    assert!(d.iter().all(|d| !d.is_error()), "{d:?}");
-    prog.models[0].clone()
-}
 
 fn softplus(x: f64) -> f64 {
     ebmc::ir::eval::softplus(x)
@@ -81,13 +71,6 @@ impl Dbm3 {
         let lz = self.log_z();
         data.iter().map(|v| self.log_pv(v) - lz).sum::<f64>() / data.len() as f64
     }
-}
-
-fn rows(data: &Array2<f32>) -> Vec<Array1<f64>> {
-    data.rows()
-        .into_iter()
-        .map(|r| r.iter().map(|&x| x as f64).collect())
-        .collect()
 }
 
 #[test]
@@ -209,19 +192,7 @@ fn greedy_dbm3_pretraining_with_halved_middle_weights_beats_plain_stacking() {
     let train_x = toy_data(300, 31);
     let data = rows(&train_x);
     // independent pixels at the data marginals: what any useful model must beat
-    let marg: Vec<f64> = (0..n[0])
-        .map(|i| data.iter().map(|r| r[i]).sum::<f64>() / data.len() as f64)
-        .collect();
-    let indep = data
-        .iter()
-        .map(|r| {
-            r.iter()
-                .zip(&marg)
-                .map(|(&b, &q)| if b > 0.5 { q.ln() } else { (1.0 - q).ln() })
-                .sum::<f64>()
-        })
-        .sum::<f64>()
-        / data.len() as f64;
+    let indep = independent_pixels_ll(&data);
     let ll = |recipe| Dbm3::from_params(&pretrain(&train_x, n, recipe), n).log_lik(&data);
     let (good, whole, plain) = (
         ll(Recipe::Corrected),

@@ -54,7 +54,7 @@ fn exact_ll(m: &Model, p: &Params, data: &Array2<f32>) -> f64 {
     ebmc::exact::likelihood::log_likelihood(m, p, &states_of(m, data)).expect("small model")
 }
 
-fn cfg(method: Method, epochs: usize, lr: f64) -> TrainConfig {
+pub fn cfg(method: Method, epochs: usize, lr: f64) -> TrainConfig {
     TrainConfig {
         method,
         batch: 10,
