@@ -556,37 +556,12 @@ fn centered_resume_is_bit_identical() {
         0.05,
         Some(Centering { rate: 0.05 }),
     );
-    let mut full = Trainer::new(&m, &plan, &p, c.clone()).unwrap();
-    full.run(&data, &mut Quiet).unwrap();
-
-    struct StopAt(usize);
-    impl Observer for StopAt {
-        fn epoch_done(&mut self, t: &Trainer<'_>, _: &EpochMetrics) -> bool {
-            t.state.epoch < self.0
-        }
-    }
-    let mut first = Trainer::new(&m, &plan, &p, c.clone()).unwrap();
-    first.run(&data, &mut StopAt(2)).unwrap();
-    let dir = std::env::temp_dir().join(format!("ebmc-centering-resume-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("ck.npz");
-    first.state.to_checkpoint(&m, c.seed).save(&path).unwrap();
-    let ck = ebmc::runtime::checkpoint::Checkpoint::load(&path).unwrap();
-    let st = TrainState::from_checkpoint(&m, &ck, &path).unwrap();
-    std::fs::remove_dir_all(&dir).ok();
-    assert!(st.offsets.is_some(), "offsets are in the checkpoint");
-    assert_eq!(st, first.state, "checkpoint round trip");
-    let mut second = Trainer::new(&m, &plan, &p, c).unwrap();
-    second.restore(st);
-    second.run(&data, &mut Quiet).unwrap();
-    assert_eq!(
-        second.state, full.state,
-        "resumed run equals uninterrupted run"
+    // the helper compares the whole training state, offsets included
+    let full = crate::train::resume_through_checkpoint(&m, &plan, &p, &c, &data, "centering");
+    assert!(
+        full.state.offsets.is_some(),
+        "offsets are in the training state"
     );
-    assert!(bits_equal(
-        full.state.offsets.as_ref().unwrap(),
-        second.state.offsets.as_ref().unwrap()
-    ));
 }
 
 // ---------------------------------------------------- what cannot be centered

@@ -127,6 +127,46 @@ fn pseudo_likelihood_and_ratio_matching_raise_exact_log_likelihood() {
     assert!(after > before + 1.5, "RM: {before} -> {after}");
 }
 
+/// Trains `c` uninterrupted, and again stopping after 2 epochs, writing a checkpoint file,
+/// loading it into a fresh trainer and finishing; asserts the checkpoint round trip and that
+/// both runs end in the same state. Returns the uninterrupted trainer.
+pub fn resume_through_checkpoint<'m>(
+    m: &'m Model,
+    plan: &'m Plan,
+    p: &Params,
+    c: &TrainConfig,
+    data: &[Array2<f32>],
+    tag: &str,
+) -> Trainer<'m> {
+    let mut full = Trainer::new(m, plan, p, c.clone()).unwrap();
+    full.run(data, &mut Quiet).unwrap();
+    struct StopAt(usize);
+    impl Observer for StopAt {
+        fn epoch_done(&mut self, t: &Trainer<'_>, _: &EpochMetrics) -> bool {
+            t.state.epoch < self.0
+        }
+    }
+    let mut first = Trainer::new(m, plan, p, c.clone()).unwrap();
+    first.run(data, &mut StopAt(2)).unwrap();
+    assert_eq!(first.state.epoch, 2);
+    let dir = std::env::temp_dir().join(format!("ebmc-{tag}-resume-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("ck.npz");
+    first.state.to_checkpoint(m, c.seed).save(&path).unwrap();
+    let ck = ebmc::runtime::checkpoint::Checkpoint::load(&path).unwrap();
+    let st = TrainState::from_checkpoint(m, &ck, &path).unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+    assert_eq!(st, first.state, "checkpoint round trip");
+    let mut second = Trainer::new(m, plan, p, c.clone()).unwrap();
+    second.restore(st);
+    second.run(data, &mut Quiet).unwrap();
+    assert_eq!(
+        second.state, full.state,
+        "resumed run equals uninterrupted run"
+    );
+    full
+}
+
 #[test]
 fn same_seed_same_run_and_resume_is_exact() {
     let (m, p) = rbm(12, 6, 0.05, 3);
@@ -140,34 +180,7 @@ fn same_seed_same_run_and_resume_is_exact() {
         }),
         ..cfg(Method::Pcd { k: 2, chains: 7 }, 4, 0.05)
     };
-    let mut full = Trainer::new(&m, &plan, &p, c.clone()).unwrap();
-    full.run(&data, &mut Quiet).unwrap();
-
-    // stop after 2 epochs, write a checkpoint file, load it into a fresh trainer, finish
-    struct StopAt(usize);
-    impl Observer for StopAt {
-        fn epoch_done(&mut self, t: &Trainer<'_>, _: &EpochMetrics) -> bool {
-            t.state.epoch < self.0
-        }
-    }
-    let mut first = Trainer::new(&m, &plan, &p, c.clone()).unwrap();
-    first.run(&data, &mut StopAt(2)).unwrap();
-    assert_eq!(first.state.epoch, 2);
-    let dir = std::env::temp_dir().join(format!("ebmc-train-resume-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("ck.npz");
-    first.state.to_checkpoint(&m, c.seed).save(&path).unwrap();
-    let ck = ebmc::runtime::checkpoint::Checkpoint::load(&path).unwrap();
-    let st = TrainState::from_checkpoint(&m, &ck, &path).unwrap();
-    assert_eq!(st, first.state, "checkpoint round trip");
-    let mut second = Trainer::new(&m, &plan, &p, c.clone()).unwrap();
-    second.restore(st);
-    second.run(&data, &mut Quiet).unwrap();
-    assert_eq!(
-        second.state, full.state,
-        "resumed run equals uninterrupted run"
-    );
-    std::fs::remove_dir_all(&dir).ok();
+    let full = resume_through_checkpoint(&m, &plan, &p, &c, &data, "train");
 
     // a different seed gives a different run
     let mut other = Trainer::new(&m, &plan, &p, TrainConfig { seed: 7, ..c }).unwrap();
