@@ -508,5 +508,5 @@ fn stack_diagnostics() {
             "needs the top RBM's log Z",
         ),
     ];
-    crate::compose::assert_run_errors(&dir, &pre, cases, true);
+    crate::compose::assert_run_errors(&dir, pre, cases, true);
 }
