@@ -8,23 +8,16 @@
 //! the item (`E0520`–`E0522`), rendered before any data is loaded or any sampling runs.
 
 use super::inputs::visible_matrices;
-use super::Run;
-use crate::cli::compile::Compiled;
+use super::{stop, Run};
 use crate::cli::{CliError, CliResult};
 use crate::diag::{Diagnostic, Span};
 use crate::eval::dbn::{self, DbnBoundConfig, DbnError, DirectedLayer};
 use crate::exec::Exec;
 use crate::experiment::{EvalSpec, Experiment};
-use crate::front::render;
 use crate::ir::eval::Params;
 use crate::runtime::checkpoint::atomic_write;
 
 /// Renders one diagnostic against the item's sources and stops the run (exit code 1).
-fn stop(d: Diagnostic, c: &Compiled) -> CliError {
-    eprint!("{}", render(&[d], &c.sources));
-    CliError::reported(1)
-}
-
 /// The diagnostic for a stack problem found by `eval::dbn`, at the span of the model at fault:
 /// the upper model of a pair that does not chain, otherwise the last of `spans`.
 fn stack_diag(e: &DbnError, spans: &[Span]) -> Diagnostic {

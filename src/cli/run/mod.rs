@@ -4,6 +4,7 @@
 
 use super::compile::{compile, parse_overrides, Compiled};
 use super::{CliError, CliResult, ModelArgs};
+use crate::diag::Diagnostic;
 use crate::eval::{self as ais, self as ll, AisConfig, Betas, LogLik};
 use crate::exec::{Batch, Exec, Rngs};
 use crate::experiment::{self, Action, EvalSpec, Experiment, LogZMethod, SampleSpec, TrainSpec};
@@ -21,6 +22,12 @@ use ndarray::{s, Array2, Axis};
 
 mod dbn;
 mod finetune;
+
+/// Renders `d` against the sources of `c` and stops the run with exit code 1.
+fn stop(d: Diagnostic, c: &Compiled) -> CliError {
+    eprint!("{}", render(&[d], &c.sources));
+    CliError::reported(1)
+}
 mod inputs;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -160,42 +167,58 @@ impl Run {
     }
 
     /// `init = params(W1 = rbm1.W, ...)`: parameters from models trained earlier, element
-    /// by element, with shapes checked.
+    /// by element, with shapes checked; a mistake is a diagnostic (E0523) at the `init` entry.
     fn transfer(
         &self,
-        model: &Model,
+        c: &Compiled,
         params: &mut Params,
         inits: &[crate::experiment::ParamInit],
     ) -> CliResult {
+        let model = &c.model;
+        let err = |init: &crate::experiment::ParamInit, msg: String, hint: &str| {
+            stop(
+                Diagnostic::error("E0523", init.span, msg).with_hint(hint),
+                c,
+            )
+        };
         for init in inits {
             let Some(k) = model.params.iter().position(|p| p.name == init.param) else {
-                return Err(CliError::new(format!(
-                    "init: model `{}` has no parameter `{}`",
-                    model.name, init.param
-                )));
+                return Err(err(
+                    init,
+                    format!("model `{}` has no parameter `{}`", model.name, init.param),
+                    "the left-hand sides of `init = params(...)` are this model's parameters",
+                ));
             };
             let n = model.params[k].n_elems();
             let mut value = vec![0.0; n];
             for (scale, src, name) in &init.parts {
                 let trained = self.trained.get(src).ok_or_else(|| {
-                    CliError::new(format!(
-                        "init: model `{src}` has not been trained before this item"
-                    ))
+                    err(
+                        init,
+                        format!("model `{src}` has not been trained before this item"),
+                        "put its `train` item first",
+                    )
                 })?;
                 let names = &self.trained_names[src];
                 let Some(j) = names.iter().position(|p| p == name) else {
-                    return Err(CliError::new(format!(
-                        "init: trained model `{src}` has no parameter `{name}`"
-                    )));
+                    return Err(err(
+                        init,
+                        format!("trained model `{src}` has no parameter `{name}`"),
+                        "name one of that model's parameters",
+                    ));
                 };
                 let v = &trained.values[j];
                 if v.len() != n {
-                    return Err(CliError::new(format!(
-                        "init: `{}` of `{}` has {n} values, `{src}.{name}` has {}",
-                        init.param,
-                        model.name,
-                        v.len()
-                    )));
+                    return Err(err(
+                        init,
+                        format!(
+                            "`{}` of `{}` has {n} values, `{src}.{name}` has {}",
+                            init.param,
+                            model.name,
+                            v.len()
+                        ),
+                        "the shapes must match element for element",
+                    ));
                 }
                 for (a, b) in value.iter_mut().zip(v) {
                     *a += scale * b;
@@ -235,7 +258,7 @@ impl Run {
         let first = visible_matrices(model, &raw, &spec, 0)?;
         let means = data_means(model, &first);
         let mut params = model.init_params(t.init_seed, Some(&means));
-        self.transfer(model, &mut params, &t.init)?;
+        self.transfer(&c, &mut params, &t.init)?;
         let mut trainer =
             Trainer::new(model, &c.plan, &params, cfg.clone()).map_err(CliError::from)?;
 
