@@ -260,24 +260,7 @@ fn a_killed_run_resumes_to_the_same_parameters() {
     );
     assert!(!b.join("final.npz").exists());
 
-    let (code, out, err) = ebmc(&[
-        "run",
-        file.to_str().unwrap(),
-        "--out",
-        b.to_str().unwrap(),
-        "--resume",
-    ]);
-    assert_eq!(code, 0, "{err}");
-    assert!(out.contains("resuming `rbm`"), "{out}");
-    let load = |p: std::path::PathBuf| ebmc::runtime::checkpoint::Checkpoint::load(&p).unwrap();
-    let (ca, cb) = (load(a.join("final.npz")), load(b.join("final.npz")));
-    for name in ["W", "a", "b"] {
-        assert_eq!(
-            ca.get(name).unwrap().to_f64(),
-            cb.get(name).unwrap().to_f64(),
-            "{name} differs after resume"
-        );
-    }
+    resume_matches(&file, &a, &b, &["W", "a", "b"]);
     assert_eq!(std::fs::read_to_string(&log).unwrap().lines().count(), 12);
 }
 
@@ -320,6 +303,32 @@ fn a_run_killed_mid_epoch_resumes_to_the_same_parameters() {
     );
     assert!(!b.join("final.npz").exists());
 
+    resume_matches(
+        &file,
+        &a,
+        &b,
+        &["W", "a", "b", "velocity/W", "chains/0/v", "chains/0/h"],
+    );
+    let records: Vec<String> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    assert_eq!(records.len(), 6);
+    for (i, r) in records.iter().enumerate() {
+        assert!(r.contains(&format!("\"epoch\":{i}")), "record {i}: {r}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Resumes the killed run in `b` and checks it ends with the same arrays `names` in
+/// `final.npz` as the uninterrupted run in `a`.
+fn resume_matches(
+    file: &std::path::Path,
+    a: &std::path::Path,
+    b: &std::path::Path,
+    names: &[&str],
+) {
     let (code, out, err) = ebmc(&[
         "run",
         file.to_str().unwrap(),
@@ -331,21 +340,11 @@ fn a_run_killed_mid_epoch_resumes_to_the_same_parameters() {
     assert!(out.contains("resuming `rbm`"), "{out}");
     let load = |p: std::path::PathBuf| ebmc::runtime::checkpoint::Checkpoint::load(&p).unwrap();
     let (ca, cb) = (load(a.join("final.npz")), load(b.join("final.npz")));
-    for name in ["W", "a", "b", "velocity/W", "chains/0/v", "chains/0/h"] {
+    for &name in names {
         assert_eq!(
             ca.get(name).unwrap().to_f64(),
             cb.get(name).unwrap().to_f64(),
             "{name} differs after resume"
         );
     }
-    let records: Vec<String> = std::fs::read_to_string(&log)
-        .unwrap()
-        .lines()
-        .map(String::from)
-        .collect();
-    assert_eq!(records.len(), 6);
-    for (i, r) in records.iter().enumerate() {
-        assert!(r.contains(&format!("\"epoch\":{i}")), "record {i}: {r}");
-    }
-    std::fs::remove_dir_all(&dir).ok();
 }

@@ -96,13 +96,7 @@ sample r1 -> r2 { chains = 7, steps = 20, every = 5, save = "gen.png" }
     )
     .unwrap();
     let out = dir.join("out");
-    let (code, stdout, err) = ebmc(&[
-        "run",
-        file.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    assert_eq!(code, 0, "{stdout}\n{err}");
+    run_ok(&file, &out);
 
     let w1 = param(&out.join("r1.npz"), "W");
     let b1 = param(&out.join("r1.npz"), "b");
@@ -338,4 +332,16 @@ fn every_example_experiment_is_well_formed() {
         n += 1;
     }
     assert!(n >= 8, "only {n} examples found");
+}
+
+/// `ebmc run FILE --out OUT`, which must succeed; returns its standard output.
+pub fn run_ok(file: &Path, out: &Path) -> String {
+    let (code, stdout, err) = ebmc(&[
+        "run",
+        file.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stdout}\n{err}");
+    stdout
 }

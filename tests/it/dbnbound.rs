@@ -5,7 +5,6 @@
 //! independently of the executor. Then `ebmc run` end to end on a digits stack, and the
 //! diagnostics for stacks that cannot be a DBN.
 
-use super::cli::ebmc;
 use ebmc::analysis::analyze;
 use ebmc::derive::derive;
 use ebmc::derive::plan::Plan;
@@ -395,13 +394,7 @@ evaluate r1 -> r2 on test2 {{ logz = ais(runs = 50, betas = 2000), samples = 50,
     )
     .unwrap();
     let out = dir.join("out");
-    let (code, stdout, err) = ebmc(&[
-        "run",
-        file.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    assert_eq!(code, 0, "{stdout}\n{err}");
+    let stdout = crate::compose::run_ok(&file, &out);
     assert!(
         stdout.contains("DBN bound on average test log p(v)"),
         "{stdout}"
