@@ -574,6 +574,122 @@ fn bench_gemm() {
     }
 }
 
+/// AMX products (`exec::amx`) against the f32 GEMM on the same operands: a 0/1 left operand
+/// (exact in bf16: three part products) and a real one (six), plus the packing of `B`.
+fn bench_amx() {
+    if !ebmc::exec::amx::available() {
+        println!("amx: not available on this machine");
+        return;
+    }
+    let mut g = Rng::new(4, 0);
+    for (m, k, n) in [(100, 500, 784), (100, 1000, 500), (100, 500, 1000)] {
+        let bin = Array2::from_shape_fn((m, k), |_| (g.uniform_f32() < 0.5) as u8 as f32);
+        let real = Array2::from_shape_fn((m, k), |_| g.uniform_f32());
+        let b = Array2::from_shape_fn((k, n), |_| (g.uniform_f32() - 0.5) * 0.1);
+        let mut c = Array2::<f32>::zeros((m, n));
+        let reps = 20;
+        let flop = (2 * m * k * n * reps) as f64;
+        let t = best(5, || {
+            for _ in 0..reps {
+                ebmc::exec::dense::gemm_rows(1.0, &bin.view(), &b.view(), c.view_mut(), 1);
+            }
+        });
+        report(
+            &format!("amx{m}x{k}x{n}/f32_gemm/threads=1"),
+            flop / t / 1e9,
+            "GFLOP/s",
+        );
+        let sb = ebmc::exec::amx::SplitB::new(b.view());
+        let t = best(5, || {
+            for _ in 0..reps {
+                ebmc::exec::amx::gemm_exact_a(1.0, &bin.view(), &sb, &mut c.view_mut());
+            }
+        });
+        report(
+            &format!("amx{m}x{k}x{n}/amx_exact_a/threads=1"),
+            flop / t / 1e9,
+            "GFLOP/s",
+        );
+        let t = best(5, || {
+            for _ in 0..reps {
+                ebmc::exec::amx::gemm_split6(1.0, &real.view(), &sb, &mut c.view_mut());
+            }
+        });
+        report(
+            &format!("amx{m}x{k}x{n}/amx_split6/threads=1"),
+            flop / t / 1e9,
+            "GFLOP/s",
+        );
+        let mut sb = sb;
+        let t = best(5, || {
+            for _ in 0..reps {
+                sb.fill(b.view());
+            }
+        });
+        report(
+            &format!("amx{m}x{k}x{n}/split_b_fill/threads=1"),
+            t / reps as f64 * 1e6,
+            "us",
+        );
+        let bt = b.t().to_owned();
+        let t = best(5, || {
+            for _ in 0..reps {
+                sb.fill(bt.t());
+            }
+        });
+        report(
+            &format!("amx{m}x{k}x{n}/split_b_fill_transposed/threads=1"),
+            t / reps as f64 * 1e6,
+            "us",
+        );
+    }
+}
+
+/// Block-Gibbs sampling on the stdlib `rbm` (784-500, 100 chains, weights of a trained
+/// scale so the hidden states are dense): sweeps / s with the AMX route for the binary
+/// products on and off, in the same process.
+fn bench_gibbs() {
+    let src = ebmc::front::stdlib_source("rbm").expect("stdlib rbm");
+    let (prog, _, _) = ebmc::front::compile_str("rbm.ebm", src, &Default::default());
+    let model = prog.model("rbm").expect("rbm").clone();
+    let (structure, _) = ebmc::analysis::analyze(&model);
+    let (plan, _) = ebmc::derive::derive(&model, &structure);
+    let mut params = model.init_params(1, None);
+    let mut g = Rng::new(6, 0);
+    for vals in params.values.iter_mut() {
+        for x in vals.iter_mut() {
+            *x += (g.uniform_f64() - 0.5) * 0.1;
+        }
+    }
+    let mut ex = ebmc::exec::Exec::new(&model, &plan, &params).expect("exec");
+    let sweeps = 20;
+    for amx in [false, true] {
+        if amx && !ebmc::exec::amx::available() {
+            continue;
+        }
+        let was = ebmc::exec::amx::set_enabled(amx);
+        for threads in [1, 2] {
+            ex.set_threads(threads);
+            let mut b = ebmc::exec::Batch::zeros(&model, 100);
+            let mut rngs = ebmc::exec::Rngs::new(1, 0, 100);
+            let free = vec![false; model.groups.len()];
+            ex.gibbs_sweep(&mut b, &mut rngs, &free, None);
+            let t = best(3, || {
+                for _ in 0..sweeps {
+                    ex.gibbs_sweep(&mut b, &mut rngs, &free, None);
+                }
+            });
+            let route = if amx { "amx" } else { "f32" };
+            report(
+                &format!("rbm784x500_gibbs/ebmc_jit_{route}/threads={threads}"),
+                sweeps as f64 / t,
+                "sweeps/s",
+            );
+        }
+        ebmc::exec::amx::set_enabled(was);
+    }
+}
+
 fn main() {
     let filter: Vec<String> = std::env::args()
         .skip(1)
@@ -599,5 +715,11 @@ fn main() {
     }
     if on("dbm") {
         bench_dbm_mf();
+    }
+    if on("amx") {
+        bench_amx();
+    }
+    if on("gibbs") {
+        bench_gibbs();
     }
 }

@@ -197,6 +197,58 @@ pub fn acc_xm(
     gemm_rows(alpha, x, m, acc.view_mut(), threads);
 }
 
+/// Whether `x · M` should run on AMX tiles (`super::amx`): the tile units are present, `x`
+/// holds values exact in bf16 (a sampled binary or spin state: the product is then exact up
+/// to f32 summation, see `amx`), and it is not a sparse 0/1 matrix with `M` in standard
+/// layout (selected rows of `M` win there; `rows_ok` says whether `M` has contiguous rows).
+/// Products below `MIN_AMX_MACS` stay on the f32 kernels (the split of `M` would
+/// cost more than it saves).
+pub fn prefers_amx(x: &ArrayView2<f32>, n: usize, rows_ok: bool) -> bool {
+    let (m, k) = x.dim();
+    if m * k * n < MIN_AMX_MACS || !super::amx::available() || !super::amx::exact_in_bf16(x) {
+        return false;
+    }
+    let ones = x.iter().filter(|&&v| v == 1.0).count();
+    let zeros = x.iter().filter(|&&v| v == 0.0).count();
+    !rows_ok || ones + zeros < m * k || ones as f64 > SPARSE_MAX * (m * k) as f64
+}
+
+/// Multiply-adds below which the AMX route does not pay.
+const MIN_AMX_MACS: usize = 1 << 20;
+
+/// `acc += alpha * x · B` on AMX tiles (`x` exact in bf16, `B` split beforehand), rows split
+/// over `threads` in whole tile blocks (results do not depend on the split).
+pub fn acc_xm_amx(
+    alpha: f32,
+    x: &ArrayView2<f32>,
+    b: &super::amx::SplitB,
+    acc: &mut Array2<f32>,
+    threads: usize,
+) {
+    let rows = x.nrows();
+    let blocks = rows.div_ceil(32);
+    let parts: Vec<(usize, usize)> = split(blocks, threads.clamp(1, blocks.max(1)))
+        .into_iter()
+        .map(|(a, b)| (a * 32, (b * 32).min(rows)))
+        .collect();
+    if parts.len() <= 1 {
+        super::amx::gemm_exact_a(alpha, x, b, &mut acc.view_mut());
+        return;
+    }
+    std::thread::scope(|s| {
+        let mut rest = acc.view_mut();
+        for &(lo, hi) in &parts {
+            let (mine, tail) = rest.split_at(ndarray::Axis(0), hi - lo);
+            rest = tail;
+            let xs = x.slice(ndarray::s![lo..hi, ..]);
+            s.spawn(move || {
+                let mut mine = mine;
+                super::amx::gemm_exact_a(alpha, &xs, b, &mut mine)
+            });
+        }
+    });
+}
+
 /// `c += alpha * a · b` with the rows of `a` / `c` split over `threads`: the crate's GEMM
 /// ([`super::gemm`]; `b` packed once per call and shared by the threads, any strides).
 pub fn gemm_rows(

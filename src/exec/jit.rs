@@ -123,7 +123,14 @@ pub(super) struct JitState {
     /// packed GEMM panels of dense tables by (term, transposed), kept until the next
     /// `set_params` (mean field calls reuse them)
     packed: Mutex<KeptPanels>,
+    /// AMX splits of dense tables by (term, transposed) and whether they match the current
+    /// tables (`set_params` marks them stale; they are refilled in place, not reallocated:
+    /// fresh pages cost more than the split)
+    split: Mutex<KeptSplits>,
 }
+
+/// AMX splits by (dense term, transposed), with whether they are current.
+type KeptSplits = BTreeMap<(usize, bool), (bool, Arc<super::amx::SplitB>)>;
 
 /// Packed GEMM panels by (dense term, transposed); `None` where the fallback GEMM runs.
 type KeptPanels = BTreeMap<(usize, bool), Option<Arc<Vec<f32>>>>;
@@ -145,6 +152,7 @@ impl JitState {
             cache: Mutex::new(BTreeMap::new()),
             errors: Mutex::new(Vec::new()),
             packed: Mutex::new(BTreeMap::new()),
+            split: Mutex::new(BTreeMap::new()),
         }
     }
 }
@@ -273,6 +281,41 @@ impl Exec<'_> {
         self.jit.term_values = term_values;
         // the tables changed: packed copies of them are stale
         self.jit.packed.lock().expect("packed panels").clear();
+        for kept in self.jit.split.lock().expect("amx splits").values_mut() {
+            kept.0 = false;
+        }
+    }
+
+    /// `acc += alpha * x · M` for dense term `term` (`M` its table, transposed or not): on
+    /// AMX tiles when `dense::prefers_amx` (the split of `M` kept until `set_params`), else
+    /// `dense::acc_xm`.
+    fn acc_dense(
+        &self,
+        term: usize,
+        transposed: bool,
+        x: &ndarray::ArrayView2<f32>,
+        acc: &mut Array2<f32>,
+    ) {
+        let mat = self.tables.mats[term].as_ref().expect("dense table");
+        let mv = if transposed { mat.t() } else { mat.view() };
+        if !dense::prefers_amx(x, mv.ncols(), mv.is_standard_layout()) {
+            return dense::acc_xm(-1.0, x, &mv, acc, self.threads);
+        }
+        let sb = {
+            let mut kept = self.jit.split.lock().expect("amx splits");
+            let entry = kept
+                .entry((term, transposed))
+                .or_insert_with(|| (true, Arc::new(super::amx::SplitB::new(mv))));
+            if !entry.0 {
+                match Arc::get_mut(&mut entry.1) {
+                    Some(sb) => sb.fill(mv),
+                    None => entry.1 = Arc::new(super::amx::SplitB::new(mv)),
+                }
+                entry.0 = true;
+            }
+            entry.1.clone()
+        };
+        dense::acc_xm_amx(-1.0, x, &sb, acc, self.threads);
     }
 
     fn module(&self, key: KernelKey) -> Option<Compiled> {
@@ -330,27 +373,13 @@ impl Exec<'_> {
                     let TermKind::Dense { gb, .. } = self.lowered.terms[*term].kind else {
                         unreachable!("DenseA points at a dense term")
                     };
-                    let mat = self.tables.mats[*term].as_ref().expect("dense table");
-                    dense::acc_xm(
-                        -1.0,
-                        &b.x[gb.idx()].view(),
-                        &mat.t(),
-                        &mut acc,
-                        self.threads,
-                    );
+                    self.acc_dense(*term, true, &b.x[gb.idx()].view(), &mut acc);
                 }
                 FieldOp::DenseB { term } => {
                     let TermKind::Dense { ga, .. } = self.lowered.terms[*term].kind else {
                         unreachable!("DenseB points at a dense term")
                     };
-                    let mat = self.tables.mats[*term].as_ref().expect("dense table");
-                    dense::acc_xm(
-                        -1.0,
-                        &b.x[ga.idx()].view(),
-                        &mat.view(),
-                        &mut acc,
-                        self.threads,
-                    );
+                    self.acc_dense(*term, false, &b.x[ga.idx()].view(), &mut acc);
                 }
                 FieldOp::Bias { .. } => {}
                 FieldOp::Generic { .. } => unreachable!("Dense route has no generic terms"),

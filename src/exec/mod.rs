@@ -10,6 +10,7 @@
 //! drawn from one counter-based stream per batch row, in a fixed order, so results do not
 //! depend on threading, and both back ends draw the same numbers.
 
+pub mod amx;
 pub mod dense;
 mod family;
 mod field;

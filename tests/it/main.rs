@@ -1,6 +1,7 @@
 //! Integration tests: one binary, one module a feature area.
 
 mod ais;
+mod amx;
 mod analysis;
 mod cd;
 mod centering;
