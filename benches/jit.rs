@@ -487,7 +487,12 @@ fn bench_trainer(data: &[Array2<f32>]) {
         let data = [all.clone()];
         tr.train_epoch(&data, &mut ebmc::train::Quiet)
             .expect("epoch");
-        let t = best(3, || {
+        // EBMC_BENCH_REPS=40 makes a run long enough to profile the steady state
+        let reps = std::env::var("EBMC_BENCH_REPS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(3);
+        let t = best(reps, || {
             tr.train_epoch(&data, &mut ebmc::train::Quiet)
                 .expect("epoch");
         });

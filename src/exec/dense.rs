@@ -37,23 +37,63 @@ pub fn active_rows(x: &ArrayView2<f32>) -> Option<Vec<Vec<u32>>> {
             return None;
         }
     }
-    Some(
-        x.rows()
-            .into_iter()
-            .map(|row| {
-                // branch-free compaction: at 13 % ones a filter's branch mispredicts often
-                // enough to cost more than the products it feeds
-                let mut act = vec![0u32; row.len()];
-                let mut n = 0;
-                for (i, &v) in row.iter().enumerate() {
-                    act[n] = i as u32;
-                    n += (v == 1.0) as usize;
-                }
-                act.truncate(n);
-                act
-            })
-            .collect(),
-    )
+    Some(x.rows().into_iter().map(|row| ones_of(&row)).collect())
+}
+
+/// The indices of the entries equal to 1 of one row.
+fn ones_of(row: &ndarray::ArrayView1<f32>) -> Vec<u32> {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(s) = row.as_slice() {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has the features the function was compiled for.
+            return unsafe { ones_avx512(s) };
+        }
+    }
+    // branch-free compaction: at 13 % ones a filter's branch mispredicts often enough to
+    // cost more than the products it feeds
+    let mut act = vec![0u32; row.len()];
+    let mut n = 0;
+    for (i, &v) in row.iter().enumerate() {
+        act[n] = i as u32;
+        n += (v == 1.0) as usize;
+    }
+    act.truncate(n);
+    act
+}
+
+/// `ones_of` with AVX-512 compress-stores: 16 entries a step, no branches (the compaction
+/// loop above was ~10 % of a CD-1 update at 1.5 ns an entry).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn ones_avx512(row: &[f32]) -> Vec<u32> {
+    use std::arch::x86_64::*;
+    let n = row.len();
+    let mut act: Vec<u32> = Vec::with_capacity(n);
+    let dst = act.as_mut_ptr();
+    let mut cnt = 0usize;
+    let one = _mm512_set1_ps(1.0);
+    let mut idx = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    let step = _mm512_set1_epi32(16);
+    let mut i = 0;
+    while i + 16 <= n {
+        // SAFETY: i + 16 <= n: the load reads inside `row`; at most 16 indices are stored at
+        // `cnt <= i`, inside the capacity n
+        let x = _mm512_loadu_ps(row.as_ptr().add(i));
+        let m = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(x, one);
+        _mm512_mask_compressstoreu_epi32(dst.add(cnt) as *mut _, m, idx);
+        cnt += m.count_ones() as usize;
+        idx = _mm512_add_epi32(idx, step);
+        i += 16;
+    }
+    for (j, &v) in row.iter().enumerate().skip(i) {
+        if v == 1.0 {
+            *dst.add(cnt) = j as u32;
+            cnt += 1;
+        }
+    }
+    // SAFETY: the first `cnt` elements were written above
+    act.set_len(cnt);
+    act
 }
 
 /// `dst += alpha * sum_{i in act} src[i, :]` (rows of a standard-layout matrix).
@@ -205,12 +245,22 @@ pub fn acc_xm(
 /// cost more than it saves).
 pub fn prefers_amx(x: &ArrayView2<f32>, n: usize, rows_ok: bool) -> bool {
     let (m, k) = x.dim();
-    if m * k * n < MIN_AMX_MACS || !super::amx::available() || !super::amx::exact_in_bf16(x) {
+    if !amx_size(x, n) || !super::amx::exact_in_bf16(x) {
         return false;
     }
-    let ones = x.iter().filter(|&&v| v == 1.0).count();
-    let zeros = x.iter().filter(|&&v| v == 0.0).count();
-    !rows_ok || ones + zeros < m * k || ones as f64 > SPARSE_MAX * (m * k) as f64
+    // one pass: ones and entries other than 0/1
+    let (mut ones, mut other) = (0usize, 0usize);
+    for &v in x.iter() {
+        ones += (v == 1.0) as usize;
+        other += (v != 1.0 && v != 0.0) as usize;
+    }
+    !rows_ok || other > 0 || ones as f64 > SPARSE_MAX * (m * k) as f64
+}
+
+/// Whether a product `x · M` (`M` with `n` columns) is large enough for the AMX route, and
+/// the tile units are there.
+pub fn amx_size(x: &ArrayView2<f32>, n: usize) -> bool {
+    x.nrows() * x.ncols() * n >= MIN_AMX_MACS && super::amx::available()
 }
 
 /// Multiply-adds below which the AMX route does not pay.

@@ -123,14 +123,21 @@ pub(super) struct JitState {
     /// packed GEMM panels of dense tables by (term, transposed), kept until the next
     /// `set_params` (mean field calls reuse them)
     packed: Mutex<KeptPanels>,
-    /// AMX splits of dense tables by (term, transposed) and whether they match the current
-    /// tables (`set_params` marks them stale; they are refilled in place, not reallocated:
-    /// fresh pages cost more than the split)
+    /// AMX splits of dense tables by (term, transposed) (`set_params` marks them stale)
     split: Mutex<KeptSplits>,
 }
 
-/// AMX splits by (dense term, transposed), with whether they are current.
-type KeptSplits = BTreeMap<(usize, bool), (bool, Arc<super::amx::SplitB>)>;
+/// AMX splits by (dense term, transposed).
+type KeptSplits = BTreeMap<(usize, bool), KeptSplit>;
+
+/// A table's AMX split, refilled in place when stale (fresh pages cost more than the split).
+struct KeptSplit {
+    /// whether `split` matches the current tables
+    current: bool,
+    /// products with this table since the last `set_params`
+    calls: u32,
+    split: Option<Arc<super::amx::SplitB>>,
+}
 
 /// Packed GEMM panels by (dense term, transposed); `None` where the fallback GEMM runs.
 type KeptPanels = BTreeMap<(usize, bool), Option<Arc<Vec<f32>>>>;
@@ -282,12 +289,16 @@ impl Exec<'_> {
         // the tables changed: packed copies of them are stale
         self.jit.packed.lock().expect("packed panels").clear();
         for kept in self.jit.split.lock().expect("amx splits").values_mut() {
-            kept.0 = false;
+            kept.current = false;
+            kept.calls = 0;
         }
     }
 
     /// `acc += alpha * x · M` for dense term `term` (`M` its table, transposed or not): on
-    /// AMX tiles when `dense::prefers_amx` (the split of `M` kept until `set_params`), else
+    /// AMX tiles when `dense::prefers_amx` and the table has not changed since the previous
+    /// such product (the split of `M`, kept until `set_params`, costs about what the tiles
+    /// save on one product: CD-1 changes the weights before every product and stays on the
+    /// f32 GEMM; sampling, PCD-k and AIS with fixed weights reuse the split), else
     /// `dense::acc_xm`.
     fn acc_dense(
         &self,
@@ -298,24 +309,37 @@ impl Exec<'_> {
     ) {
         let mat = self.tables.mats[term].as_ref().expect("dense table");
         let mv = if transposed { mat.t() } else { mat.view() };
-        if !dense::prefers_amx(x, mv.ncols(), mv.is_standard_layout()) {
-            return dense::acc_xm(-1.0, x, &mv, acc, self.threads);
-        }
-        let sb = {
+        let n = mv.ncols();
+        let sb = if !dense::amx_size(x, n) {
+            None
+        } else {
             let mut kept = self.jit.split.lock().expect("amx splits");
-            let entry = kept
-                .entry((term, transposed))
-                .or_insert_with(|| (true, Arc::new(super::amx::SplitB::new(mv))));
-            if !entry.0 {
-                match Arc::get_mut(&mut entry.1) {
-                    Some(sb) => sb.fill(mv),
-                    None => entry.1 = Arc::new(super::amx::SplitB::new(mv)),
+            let entry = kept.entry((term, transposed)).or_insert_with(|| KeptSplit {
+                current: false,
+                calls: 0,
+                split: None,
+            });
+            entry.calls += 1;
+            // the operand scan only when the split would be used
+            if (!entry.current && entry.calls < 2)
+                || !dense::prefers_amx(x, n, mv.is_standard_layout())
+            {
+                None
+            } else {
+                if !entry.current {
+                    match entry.split.as_mut().and_then(Arc::get_mut) {
+                        Some(sb) => sb.fill(mv),
+                        None => entry.split = Some(Arc::new(super::amx::SplitB::new(mv))),
+                    }
+                    entry.current = true;
                 }
-                entry.0 = true;
+                entry.split.clone()
             }
-            entry.1.clone()
         };
-        dense::acc_xm_amx(-1.0, x, &sb, acc, self.threads);
+        match sb {
+            Some(sb) => dense::acc_xm_amx(-1.0, x, &sb, acc, self.threads),
+            None => dense::acc_xm(-1.0, x, &mv, acc, self.threads),
+        }
     }
 
     fn module(&self, key: KernelKey) -> Option<Compiled> {
