@@ -75,6 +75,33 @@ pub fn default_backend() -> Backend {
     }
 }
 
+thread_local! {
+    static THREAD_CAP: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
+    static NO_AMX: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with the AMX route off on this thread. CD changes the weights before every
+/// product, so the split of a table would not be reused; and the route is chosen by the
+/// products seen since the last change, which two threads sharing one executor would see
+/// in either order: keeping CD on the f32 kernels keeps its results independent of the
+/// thread count.
+pub fn without_amx<R>(f: impl FnOnce() -> R) -> R {
+    let old = NO_AMX.with(|c| c.replace(true));
+    let out = f();
+    NO_AMX.with(|c| c.set(old));
+    out
+}
+
+/// Runs `f` with every executor call on this thread limited to `cap` threads (a caller that
+/// already splits work over the cores, e.g. the trainer's half batches, keeps the executor
+/// from splitting again).
+pub fn with_thread_cap<R>(cap: usize, f: impl FnOnce() -> R) -> R {
+    let old = THREAD_CAP.with(|c| c.replace(cap.max(1)));
+    let out = f();
+    THREAD_CAP.with(|c| c.set(old));
+    out
+}
+
 /// Worker threads an executor uses: `EBMC_THREADS`, else the machine's cores.
 pub fn default_threads() -> usize {
     std::env::var("EBMC_THREADS")
@@ -224,8 +251,10 @@ impl Exec<'_> {
         self.threads = n.max(1);
     }
 
+    /// The threads a call may use: the executor's setting, capped by `with_thread_cap` on
+    /// the calling thread.
     pub fn threads(&self) -> usize {
-        self.threads
+        self.threads.min(THREAD_CAP.with(|c| c.get()))
     }
 
     /// The JIT route of group `g`.
@@ -310,7 +339,7 @@ impl Exec<'_> {
         let mat = self.tables.mats[term].as_ref().expect("dense table");
         let mv = if transposed { mat.t() } else { mat.view() };
         let n = mv.ncols();
-        let sb = if !dense::amx_size(x, n) {
+        let sb = if !dense::amx_size(x, n) || NO_AMX.with(|c| c.get()) {
             None
         } else {
             let mut kept = self.jit.split.lock().expect("amx splits");
@@ -336,10 +365,27 @@ impl Exec<'_> {
                 entry.split.clone()
             }
         };
-        match sb {
-            Some(sb) => dense::acc_xm_amx(-1.0, x, &sb, acc, self.threads),
-            None => dense::acc_xm(-1.0, x, &mv, acc, self.threads),
+        if let Some(sb) = sb {
+            return dense::acc_xm_amx(-1.0, x, &sb, acc, self.threads());
         }
+        if mv.is_standard_layout() && dense::active_rows(x).is_some() {
+            // selected rows of the table itself: nothing to pack
+            return dense::acc_xm(-1.0, x, &mv, acc, self.threads());
+        }
+        // the GEMM's packed panels are kept until `set_params`: callers that split a batch
+        // (the trainer's half batches) pack once, not once a call
+        let pb = {
+            let mut kept = self.jit.packed.lock().expect("packed panels");
+            match kept.get(&(term, transposed)) {
+                Some(panels) => PackedB::reuse(mv, panels.clone()),
+                None => {
+                    let pb = PackedB::new(mv);
+                    kept.insert((term, transposed), pb.panels());
+                    pb
+                }
+            }
+        };
+        super::gemm::sgemm_rows(-1.0, x, &pb, 1.0, acc.view_mut(), self.threads());
     }
 
     fn module(&self, key: KernelKey) -> Option<Compiled> {
@@ -444,7 +490,7 @@ impl Exec<'_> {
                 }
             }
         }
-        match jit.run_args(0, &mut args, RngArgs::default(), self.threads) {
+        match jit.run_args(0, &mut args, RngArgs::default(), self.threads()) {
             Ok(()) => Some(z),
             Err(e) => {
                 self.jit
@@ -531,7 +577,7 @@ impl Exec<'_> {
                             0,
                             &mut [Arg::In(acc), Arg::In(&bias), Arg::Out(&mut p), Arg::Out(xs)],
                             call,
-                            self.threads,
+                            self.threads(),
                         )
                     }
                     Some(vs) => {
@@ -545,7 +591,7 @@ impl Exec<'_> {
                                 Arg::Out(&mut x),
                             ],
                             call,
-                            self.threads,
+                            self.threads(),
                         );
                         for row in 0..m {
                             for &e in vs {
@@ -610,7 +656,7 @@ impl Exec<'_> {
                             Arg::Out(p.as_slice_mut().expect("standard layout")),
                         ],
                         RngArgs::default(),
-                        self.threads,
+                        self.threads(),
                     )
                     .expect("mean buffers match their declaration");
                 (p, None)
@@ -665,7 +711,7 @@ impl Exec<'_> {
                             Arg::Out(out.as_slice_mut().expect("standard layout")),
                         ],
                         call,
-                        self.threads,
+                        self.threads(),
                     )
                     .expect("epilogue buffers match their declaration");
                 b.x[g.idx()] = p;
@@ -692,7 +738,7 @@ impl Exec<'_> {
                     Arg::Out(p.as_slice_mut().expect("standard layout")),
                 ],
                 RngArgs::default(),
-                self.threads,
+                self.threads(),
             )
             .expect("mean buffers match their declaration");
         Some(p)
@@ -736,8 +782,8 @@ impl Exec<'_> {
             let mv = if transposed { mat.t() } else { mat.view() };
             let x = b.x[other.idx()].view();
             match packed.get(&(term, transposed)) {
-                Some(pb) => dense::acc_xm_packed(-1.0, &x, &mv, pb, acc, self.threads),
-                None => dense::acc_xm(-1.0, &x, &mv, acc, self.threads),
+                Some(pb) => dense::acc_xm_packed(-1.0, &x, &mv, pb, acc, self.threads()),
+                None => dense::acc_xm(-1.0, &x, &mv, acc, self.threads()),
             }
         }
     }

@@ -53,6 +53,32 @@ impl Batch {
     pub fn rows(&self) -> usize {
         self.x.first().map_or(0, |a| a.nrows())
     }
+    /// The rows of `a` followed by those of `b` (same groups).
+    pub fn stack(a: &Batch, b: &Batch) -> Batch {
+        let cat = |x: &Array2<f32>, y: &Array2<f32>| {
+            ndarray::concatenate(ndarray::Axis(0), &[x.view(), y.view()]).expect("same columns")
+        };
+        Batch {
+            x: a.x.iter().zip(&b.x).map(|(x, y)| cat(x, y)).collect(),
+            sq: a
+                .sq
+                .iter()
+                .zip(&b.sq)
+                .map(|(x, y)| match (x, y) {
+                    (Some(x), Some(y)) => Some(cat(x, y)),
+                    _ => None,
+                })
+                .collect(),
+        }
+    }
+    /// Rows `lo..hi` of every group, as a batch of its own.
+    pub fn slice_rows(&self, lo: usize, hi: usize) -> Batch {
+        let cut = |a: &Array2<f32>| a.slice(ndarray::s![lo..hi, ..]).to_owned();
+        Batch {
+            x: self.x.iter().map(cut).collect(),
+            sq: self.sq.iter().map(|s| s.as_ref().map(cut)).collect(),
+        }
+    }
     /// A batch with every group at its `ir::eval::zero_state` value.
     pub fn zeros(model: &Model, rows: usize) -> Self {
         let z = model.zero_state();
@@ -134,10 +160,41 @@ impl<'m> Exec<'m> {
         &self.params
     }
 
-    /// Replaces the parameters and rebuilds every coefficient table.
+    /// Replaces the parameters and rebuilds every coefficient table. Dense tables of linear
+    /// coefficients are refilled in the same pass that copies their parameter (one read of
+    /// it; split over the executor's threads: the trainer calls this after every update).
     pub fn set_params(&mut self, params: &Params) {
-        self.params.values.clone_from(&params.values);
-        update_tables(&mut self.tables, &self.lowered, params);
+        let threads = self.threads();
+        let mut done = vec![false; self.lowered.terms.len()];
+        for (k, (own, src)) in self
+            .params
+            .values
+            .iter_mut()
+            .zip(&params.values)
+            .enumerate()
+        {
+            own.resize(src.len(), 0.0);
+            // the dense tables that are `scale * this parameter`
+            let mut outs: Vec<(f64, &mut [f32])> = Vec::new();
+            for (t, (lt, m)) in self
+                .lowered
+                .terms
+                .iter()
+                .zip(self.tables.mats.iter_mut())
+                .enumerate()
+            {
+                if let (TermKind::Dense { .. }, Some(l), Some(m)) =
+                    (&lt.kind, lt.coef.linear, m.as_mut())
+                {
+                    if l.param.idx() == k && m.len() == src.len() {
+                        outs.push((l.scale, m.as_slice_mut().expect("standard layout")));
+                        done[t] = true;
+                    }
+                }
+            }
+            copy_and_fill(own, src, &mut outs, threads);
+        }
+        update_tables(&mut self.tables, &self.lowered, params, &done);
         self.rebuild_jit_tables();
     }
 
@@ -175,10 +232,43 @@ impl<'m> Exec<'m> {
     }
 }
 
-/// `build_tables` in place: dense tables of linear coefficients (`c * W`) are refilled without
-/// allocating (the trainer calls this after every update), everything else is rebuilt.
-fn update_tables(t: &mut Tables, low: &Lowered, params: &Params) {
+/// `own <- src` and `out <- (scale * src) as f32` for every `(scale, out)`, in one pass split
+/// over `threads` for large parameters (element-wise: the same values for any split).
+fn copy_and_fill(own: &mut [f64], src: &[f64], outs: &mut [(f64, &mut [f32])], threads: usize) {
+    fn pass(own: &mut [f64], src: &[f64], outs: &mut [(f64, &mut [f32])]) {
+        own.copy_from_slice(src);
+        for (scale, out) in outs.iter_mut() {
+            for (d, &x) in out.iter_mut().zip(src) {
+                *d = (*scale * x) as f32;
+            }
+        }
+    }
+    if threads < 2 || src.len() < 1 << 16 {
+        return pass(own, src, outs);
+    }
+    let mid = src.len() / 2;
+    let (own0, own1) = own.split_at_mut(mid);
+    let (src0, src1) = src.split_at(mid);
+    let mut outs0 = Vec::with_capacity(outs.len());
+    let mut outs1 = Vec::with_capacity(outs.len());
+    for (scale, out) in outs.iter_mut() {
+        let (a, b) = out.split_at_mut(mid);
+        outs0.push((*scale, a));
+        outs1.push((*scale, b));
+    }
+    std::thread::scope(|s| {
+        s.spawn(|| pass(own1, src1, &mut outs1));
+        pass(own0, src0, &mut outs0);
+    });
+}
+
+/// `build_tables` in place for the terms not `done` (dense tables of linear coefficients
+/// are refilled without allocating; everything else is rebuilt).
+fn update_tables(t: &mut Tables, low: &Lowered, params: &Params, done: &[bool]) {
     for (k, lt) in low.terms.iter().enumerate() {
+        if done[k] {
+            continue;
+        }
         if let (TermKind::Dense { .. }, Some(l), Some(m)) =
             (&lt.kind, lt.coef.linear, t.mats[k].as_mut())
         {

@@ -105,6 +105,16 @@ impl Rngs {
     pub fn is_empty(&self) -> bool {
         self.rows.is_empty()
     }
+    /// Rows `lo..hi` as streams of their own: the same keys and sequential states as those
+    /// rows have here, so a half batch draws exactly what it would inside the whole one.
+    pub fn slice_rows(&self, lo: usize, hi: usize) -> Rngs {
+        Rngs {
+            rows: self.rows[lo..hi].to_vec(),
+            seed: self.seed,
+            first: self.first.wrapping_add(lo as u64),
+            calls: self.calls,
+        }
+    }
     /// The arguments of the next counter-based draw call (and advances the call counter).
     pub fn next_call(&mut self) -> RngArgs {
         let a = RngArgs {

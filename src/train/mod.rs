@@ -389,8 +389,13 @@ impl<'m> Trainer<'m> {
                     }
                 );
                 let mut g = std::mem::take(&mut self.grad_buf);
-                let (e, pos, neg) = phases::cd(&self.ex, &data, k, mean, &mut rngs, &mut g);
-                (g, e, 0.0, Some((pos, neg)))
+                if self.centering.is_none() && self.ex.threads() >= 2 && m >= 2 {
+                    let e = phases::cd_halves(&self.ex, &data, k, mean, &mut rngs, &mut g);
+                    (g, e, 0.0, None)
+                } else {
+                    let (e, pos, neg) = phases::cd(&self.ex, &data, k, mean, &mut rngs, &mut g);
+                    (g, e, 0.0, Some((pos, neg)))
+                }
             }
             Method::Pcd { k, chains } | Method::Pt { k, chains, .. } => {
                 if self.state.chains.is_empty() {
@@ -471,16 +476,19 @@ impl<'m> Trainer<'m> {
                 self.cfg.weight_decay,
                 self.cfg.max_abs_param,
             ),
-            _ => update::apply(
+            _ => update::apply_threads(
                 self.ex.model,
                 &self.rules,
                 &mut self.state.params,
                 &mut self.state.velocity,
                 &grad,
-                lr,
-                momentum,
-                self.cfg.weight_decay,
-                self.cfg.max_abs_param,
+                update::Hyper {
+                    lr,
+                    momentum,
+                    weight_decay: self.cfg.weight_decay,
+                    max_abs: self.cfg.max_abs_param,
+                },
+                self.ex.threads(),
             ),
         };
         self.grad_buf = grad;

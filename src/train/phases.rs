@@ -185,6 +185,20 @@ pub(crate) fn cd(
     rngs: &mut Rngs,
     grad: &mut Vec<Vec<f64>>,
 ) -> (f64, Batch, Batch) {
+    let (pos, neg) = crate::exec::jit::without_amx(|| cd_chains(ex, data, k, mean_visible, rngs));
+    let err = cd_stats(ex, data, &pos, &neg, grad);
+    (err, pos, neg)
+}
+
+/// The batches CD's statistics are read from: positive moments, and the chain after `k`
+/// steps (every quantity per row: a row's result does not depend on the other rows).
+fn cd_chains(
+    ex: &Exec,
+    data: &Batch,
+    k: usize,
+    mean_visible: bool,
+    rngs: &mut Rngs,
+) -> (Batch, Batch) {
     let mut pos = data.clone();
     // chain start: data visibles, hidden groups drawn given them
     let mut chain;
@@ -213,14 +227,50 @@ pub(crate) fn cd(
     } else {
         run_chain_once(ex, chain, k, rngs)
     };
-    // -<dE>_data + <dE>_CD-k in one pass (one table for both phases)
-    ex.energy_grad_pair_into(&pos, -1.0, &neg, 1.0, grad);
+    (pos, neg)
+}
+
+/// `-<dE>_pos + <dE>_neg` into `grad` (one pass for both phases), and the mean squared
+/// reconstruction error of the visibles.
+fn cd_stats(ex: &Exec, data: &Batch, pos: &Batch, neg: &Batch, grad: &mut Vec<Vec<f64>>) -> f64 {
+    ex.energy_grad_pair_into(pos, -1.0, neg, 1.0, grad);
     let mut err = 0.0;
     for g in groups_with(ex, Role::Visible) {
         let d = &data.x[g.idx()] - &neg.x[g.idx()];
         err += d.iter().map(|&x| (x * x) as f64).sum::<f64>();
     }
-    (err / data.rows() as f64, pos, neg)
+    err / data.rows() as f64
+}
+
+/// `cd` with the chains of the two half batches on two threads (the executor's own
+/// splitting pays only for its largest products; the chain phases are most of an update).
+/// Every chain quantity is per row and the halves draw from the same row streams as the
+/// whole batch, so the result is bit-identical to `cd` on one thread; the statistics are
+/// taken once, on the whole batch, with the executor's threads.
+pub(crate) fn cd_halves(
+    ex: &Exec,
+    data: &Batch,
+    k: usize,
+    mean_visible: bool,
+    rngs: &mut Rngs,
+    grad: &mut Vec<Vec<f64>>,
+) -> f64 {
+    let m = data.rows();
+    let h = m / 2;
+    let run = |lo: usize, hi: usize| {
+        let d = data.slice_rows(lo, hi);
+        let mut r = rngs.slice_rows(lo, hi);
+        crate::exec::jit::with_thread_cap(1, || {
+            crate::exec::jit::without_amx(|| cd_chains(ex, &d, k, mean_visible, &mut r))
+        })
+    };
+    let ((p0, n0), (p1, n1)) = std::thread::scope(|s| {
+        let other = s.spawn(|| run(h, m));
+        let first = run(0, h);
+        (first, other.join().expect("half-batch thread"))
+    });
+    let (pos, neg) = (Batch::stack(&p0, &p1), Batch::stack(&n0, &n1));
+    cd_stats(ex, data, &pos, &neg, grad)
 }
 
 /// Sites `(group, variable)` a flip objective visits: every element of every visible group.

@@ -100,6 +100,41 @@ pub fn apply(
     weight_decay: f64,
     max_abs: f64,
 ) -> Result<(), Divergence> {
+    let h = Hyper {
+        lr,
+        momentum,
+        weight_decay,
+        max_abs,
+    };
+    apply_threads(model, rules, params, velocity, grad, h, 1)
+}
+
+/// The optimiser's scalars.
+#[derive(Clone, Copy, Debug)]
+pub struct Hyper {
+    pub lr: f64,
+    pub momentum: f64,
+    pub weight_decay: f64,
+    pub max_abs: f64,
+}
+
+/// `apply` with large unconstrained parameters split over `threads` (element-wise: the same
+/// result for any split).
+pub fn apply_threads(
+    model: &Model,
+    rules: &[ParamRules],
+    params: &mut Params,
+    velocity: &mut [Vec<f64>],
+    grad: &[Vec<f64>],
+    h: Hyper,
+    threads: usize,
+) -> Result<(), Divergence> {
+    let Hyper {
+        lr,
+        momentum,
+        weight_decay,
+        max_abs,
+    } = h;
     let is_bad = |x: f64| !(x.is_finite() && x.abs() <= max_abs);
     for (k, r) in rules.iter().enumerate() {
         if r.fixed {
@@ -108,12 +143,28 @@ pub fn apply(
         let lambda = if r.decayed { weight_decay } else { 0.0 };
         let (p, v, g) = (&mut params.values[k], &mut velocity[k], &grad[k]);
         // branch-free flag (vectorises); the bad value is searched only on failure
-        let mut bad = false;
-        for ((p, v), &g) in p.iter_mut().zip(v.iter_mut()).zip(g) {
-            *v = momentum * *v + lr * (g - lambda * *p);
-            *p += *v;
-            bad |= is_bad(*p);
-        }
+        let step = |p: &mut [f64], v: &mut [f64], g: &[f64]| {
+            let mut bad = false;
+            for ((p, v), &g) in p.iter_mut().zip(v.iter_mut()).zip(g) {
+                *v = momentum * *v + lr * (g - lambda * *p);
+                *p += *v;
+                bad |= is_bad(*p);
+            }
+            bad
+        };
+        let mut bad = if threads >= 2 && p.len() >= 1 << 16 {
+            let mid = p.len() / 2;
+            let (p0, p1) = p.split_at_mut(mid);
+            let (v0, v1) = v.split_at_mut(mid);
+            let (g0, g1) = g.split_at(mid);
+            std::thread::scope(|s| {
+                let other = s.spawn(|| step(p1, v1, g1));
+                let b0 = step(p0, v0, g0);
+                b0 | other.join().expect("update thread")
+            })
+        } else {
+            step(p, v, g)
+        };
         if r.symmetric || r.zero_diagonal || r.positive {
             // projection may repair a bad value (positive floor) or move one: check after it
             project(r, p);
