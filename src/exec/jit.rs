@@ -368,9 +368,16 @@ impl Exec<'_> {
         if let Some(sb) = sb {
             return dense::acc_xm_amx(-1.0, x, &sb, acc, self.threads());
         }
-        if mv.is_standard_layout() && dense::active_rows(x).is_some() {
-            // selected rows of the table itself: nothing to pack
-            return dense::acc_xm(-1.0, x, &mv, acc, self.threads());
+        if let Some(ms) = mv.as_slice() {
+            if let Some(acts) = dense::active_rows(x) {
+                // selected rows of the table itself: nothing to pack
+                let threads = if x.len() * mv.ncols() < dense::MIN_PAR_MACS {
+                    1
+                } else {
+                    self.threads()
+                };
+                return dense::acc_rows(-1.0, &acts, ms, acc, threads);
+            }
         }
         // the GEMM's packed panels are kept until `set_params`: callers that split a batch
         // (the trainer's half batches) pack once, not once a call

@@ -68,7 +68,8 @@ impl Exec<'_> {
     }
 
     fn grad_with(&self, b: &Batch, w: &[f64], grads: &mut [Vec<f64>]) {
-        self.grad_parts(&[(b, w)], grads)
+        // `grads` may hold earlier sums: every term adds
+        self.grad_parts(&[(b, w)], grads, &vec![false; grads.len()])
     }
 
     /// `sa * <dE/dtheta>_a + sb * <dE/dtheta>_b` (batch means): the negative-minus-positive
@@ -93,17 +94,42 @@ impl Exec<'_> {
         grads: &mut Vec<Vec<f64>>,
     ) {
         grads.resize_with(self.model.params.len(), Vec::new);
-        for (g, p) in grads.iter_mut().zip(&self.model.params) {
+        let sole = self.sole_dense_params();
+        for ((g, p), &sole) in grads.iter_mut().zip(&self.model.params).zip(&sole) {
+            if sole && g.len() == p.n_elems() {
+                continue; // overwritten by its one dense term (`grad_parts` clears it otherwise)
+            }
             g.clear();
             g.resize(p.n_elems(), 0.0);
         }
         let wa = vec![sa / a.rows().max(1) as f64; a.rows()];
         let wb = vec![sb / b.rows().max(1) as f64; b.rows()];
-        self.grad_parts(&[(a, &wa), (b, &wb)], grads);
+        self.grad_parts(&[(a, &wa), (b, &wb)], grads, &sole);
+    }
+
+    /// Per parameter: whether exactly one term reads it, a dense term with a linear
+    /// coefficient on the JIT back end (its gradient can be written instead of added).
+    fn sole_dense_params(&self) -> Vec<bool> {
+        let mut uses = vec![0usize; self.model.params.len()];
+        let mut dense = vec![false; self.model.params.len()];
+        for lt in &self.lowered.terms {
+            for p in lt.coef.params() {
+                uses[p.idx()] += 1;
+            }
+            if let (TermKind::Dense { .. }, Some(l)) = (&lt.kind, lt.coef.linear) {
+                dense[l.param.idx()] = self.backend() == super::Backend::Jit;
+            }
+        }
+        uses.iter()
+            .zip(&dense)
+            .map(|(&u, &d)| u == 1 && d)
+            .collect()
     }
 
     /// `sum over parts (batch, w) of sum_r w[r] * dE/dtheta(row r)` into `grads`.
-    fn grad_parts(&self, parts: &[(&Batch, &[f64])], grads: &mut [Vec<f64>]) {
+    /// `sole[p]`: parameter `p`'s buffer holds stale values its one dense term must
+    /// overwrite (see `energy_grad_pair_into`).
+    fn grad_parts(&self, parts: &[(&Batch, &[f64])], grads: &mut [Vec<f64>], sole: &[bool]) {
         for (k, lt) in self.lowered.terms.iter().enumerate() {
             if lt.coef.params().is_empty() {
                 continue;
@@ -122,9 +148,13 @@ impl Exec<'_> {
                         .zip(&wfs)
                         .map(|((b, _), wf)| (b.x[ga.idx()].view(), b.x[gb.idx()].view(), &wf[..]))
                         .collect();
+                    let assign = sole[l.param.idx()];
                     let out = &mut grads[l.param.idx()];
-                    if super::dense::xty_sparse_into(&ops, out, l.scale, self.threads()) {
+                    if super::dense::xty_sparse(&ops, out, l.scale, self.threads(), assign) {
                         continue;
+                    }
+                    if assign {
+                        out.iter_mut().for_each(|x| *x = 0.0);
                     }
                 }
                 // the f32 table is reused across calls (no fresh pages per update)
