@@ -40,8 +40,54 @@ pub fn active_rows(x: &ArrayView2<f32>) -> Option<Vec<Vec<u32>>> {
     Some(out)
 }
 
+/// Per row of `x`: the columns holding 1 when the row is 0/1 with at most `SPARSE_MAX` of
+/// its entries 1 (it is then a sum of selected rows), else `None` (it takes the GEMM). The
+/// route is a row's own, so a row's result does not depend on the other rows of its batch
+/// (the trainer and the mean field split batches over threads).
+pub fn row_lists(x: &ArrayView2<f32>) -> Vec<Option<Vec<u32>>> {
+    let cap = (SPARSE_MAX * x.ncols() as f64) as usize;
+    x.rows()
+        .into_iter()
+        .map(|row| {
+            let (act, other) = ones_of(&row);
+            (other == 0 && act.len() <= cap).then_some(act)
+        })
+        .collect()
+}
+
+/// `dense(x_rows, acc_rows, threads)`: adds `alpha * x_rows · m` for the rows `acc_mixed`
+/// does not take as selected rows.
+pub type DenseRows<'a> = dyn Fn(&ArrayView2<f32>, ArrayViewMut2<f32>, usize) + 'a;
+
+/// `acc += alpha * x · m` for a standard-layout `m` (`ms`, `[k, n]`), each row by its own
+/// route (`row_lists`): selected rows of `m`, or `dense(x_rows, acc_rows, threads)` (a GEMM
+/// adding `alpha * x_rows · m`) for the rows that are not sparse 0/1, gathered.
+pub fn acc_mixed(
+    alpha: f32,
+    x: &ArrayView2<f32>,
+    ms: &[f32],
+    acc: &mut Array2<f32>,
+    threads: usize,
+    dense: &DenseRows,
+) {
+    let lists = row_lists(x);
+    let dense_rows: Vec<usize> = (0..lists.len()).filter(|&r| lists[r].is_none()).collect();
+    if dense_rows.len() == lists.len() {
+        return dense(x, acc.view_mut(), threads);
+    }
+    acc_rows(alpha, &lists, ms, acc, threads);
+    if !dense_rows.is_empty() {
+        let xd = x.select(ndarray::Axis(0), &dense_rows);
+        let mut cd = acc.select(ndarray::Axis(0), &dense_rows);
+        dense(&xd.view(), cd.view_mut(), threads);
+        for (i, &r) in dense_rows.iter().enumerate() {
+            acc.row_mut(r).assign(&cd.row(i));
+        }
+    }
+}
+
 /// The indices of the entries equal to 1 of one row, and how many entries are neither 0
-/// nor 1.
+/// nor 1 (when that is not 0, the list and the count may stop early).
 fn ones_of(row: &ndarray::ArrayView1<f32>) -> (Vec<u32>, usize) {
     #[cfg(target_arch = "x86_64")]
     if let Some(s) = row.as_slice() {
@@ -86,6 +132,11 @@ unsafe fn ones_avx512(row: &[f32]) -> (Vec<u32>, usize) {
         _mm512_mask_compressstoreu_epi32(dst.add(cnt) as *mut _, m1, idx);
         cnt += m1.count_ones() as usize;
         other += 16 - (m0 | m1).count_ones() as usize;
+        if other > 0 {
+            // not a 0/1 row: every caller gives up on the list (means stop here)
+            act.set_len(cnt);
+            return (act, other);
+        }
         idx = _mm512_add_epi32(idx, step);
         i += 16;
     }
@@ -216,15 +267,24 @@ pub fn acc_xm(
     } else {
         threads.clamp(1, rows.max(1))
     };
-    if let Some((acts, ms)) = m.as_slice().and_then(|ms| Some((active_rows(x)?, ms))) {
-        return acc_rows(alpha, &acts, ms, acc, threads);
+    match m.as_slice() {
+        Some(ms) => acc_mixed(alpha, x, ms, acc, threads, &|xs, c, t| {
+            gemm_rows(alpha, xs, m, c, t)
+        }),
+        None => gemm_rows(alpha, x, m, acc.view_mut(), threads),
     }
-    gemm_rows(alpha, x, m, acc.view_mut(), threads);
 }
 
-/// `acc += alpha * x · m` for a 0/1 `x` given as its active rows (`acts`, from
-/// `active_rows`) and `m` a standard-layout `[k, n]` table (`ms`); rows split over `threads`.
-pub fn acc_rows(alpha: f32, acts: &[Vec<u32>], ms: &[f32], acc: &mut Array2<f32>, threads: usize) {
+/// `acc += alpha * x · m` for the rows of a 0/1 `x` given as lists of ones (`acts`; rows
+/// without a list are left alone) and `m` a standard-layout `[k, n]` table (`ms`); rows
+/// split over `threads`.
+pub fn acc_rows(
+    alpha: f32,
+    acts: &[Option<Vec<u32>>],
+    ms: &[f32],
+    acc: &mut Array2<f32>,
+    threads: usize,
+) {
     let (rows, n) = acc.dim();
     assert_eq!(acts.len(), rows, "one list per output row");
     {
@@ -232,7 +292,9 @@ pub fn acc_rows(alpha: f32, acts: &[Vec<u32>], ms: &[f32], acc: &mut Array2<f32>
         let parts = split(rows, threads);
         if parts.len() <= 1 {
             for (r, act) in acts.iter().enumerate() {
-                add_rows(&mut out[r * n..(r + 1) * n], ms, n, act, alpha);
+                if let Some(act) = act {
+                    add_rows(&mut out[r * n..(r + 1) * n], ms, n, act, alpha);
+                }
             }
             return;
         }
@@ -244,7 +306,9 @@ pub fn acc_rows(alpha: f32, acts: &[Vec<u32>], ms: &[f32], acc: &mut Array2<f32>
                 let acts = &acts[a..b];
                 s.spawn(move || {
                     for (r, act) in acts.iter().enumerate() {
-                        add_rows(&mut mine[r * n..(r + 1) * n], ms, n, act, alpha);
+                        if let Some(act) = act {
+                            add_rows(&mut mine[r * n..(r + 1) * n], ms, n, act, alpha);
+                        }
                     }
                 });
             }
@@ -256,30 +320,25 @@ pub fn acc_rows(alpha: f32, acts: &[Vec<u32>], ms: &[f32], acc: &mut Array2<f32>
 /// holds values exact in bf16 (a sampled binary or spin state: the product is then exact up
 /// to f32 summation, see `amx`), and it is not a sparse 0/1 matrix with `M` in standard
 /// layout (selected rows of `M` win there; `rows_ok` says whether `M` has contiguous rows).
-/// Products below `MIN_AMX_MACS` stay on the f32 kernels (the split of `M` would
+/// Products below `MIN_AMX_ROW_MACS` a row stay on the f32 kernels (the split of `M` would
 /// cost more than it saves).
 pub fn prefers_amx(x: &ArrayView2<f32>, n: usize, rows_ok: bool) -> bool {
-    let (m, k) = x.dim();
     if !amx_size(x, n) || !super::amx::exact_in_bf16(x) {
         return false;
     }
-    // one pass: ones and entries other than 0/1
-    let (mut ones, mut other) = (0usize, 0usize);
-    for &v in x.iter() {
-        ones += (v == 1.0) as usize;
-        other += (v != 1.0 && v != 0.0) as usize;
-    }
-    !rows_ok || other > 0 || ones as f64 > SPARSE_MAX * (m * k) as f64
+    // a 0/1 operand with row-contiguous M takes the per-row route of `acc_mixed`
+    !rows_ok || x.iter().any(|&v| v != 1.0 && v != 0.0)
 }
 
-/// Whether a product `x · M` (`M` with `n` columns) is large enough for the AMX route, and
-/// the tile units are there.
+/// Whether a product `x · M` (`M` with `n` columns) is large enough for the AMX route (by
+/// the work of one row: the route must not depend on how many rows a call covers), and the
+/// tile units are there.
 pub fn amx_size(x: &ArrayView2<f32>, n: usize) -> bool {
-    x.nrows() * x.ncols() * n >= MIN_AMX_MACS && super::amx::available()
+    x.ncols() * n >= MIN_AMX_ROW_MACS && super::amx::available()
 }
 
-/// Multiply-adds below which the AMX route does not pay.
-const MIN_AMX_MACS: usize = 1 << 20;
+/// Multiply-adds a row below which the AMX route does not pay.
+const MIN_AMX_ROW_MACS: usize = 1 << 16;
 
 /// `acc += alpha * x · B` on AMX tiles (`x` exact in bf16, `B` split beforehand), rows split
 /// over `threads` in whole tile blocks (results do not depend on the split).
@@ -346,10 +405,12 @@ pub fn acc_xm_packed(
     } else {
         threads
     };
-    if src.is_standard_layout() && active_rows(x).is_some() {
-        return acc_xm(alpha, x, src, acc, threads);
+    match src.as_slice() {
+        Some(ms) => acc_mixed(alpha, x, ms, acc, threads, &|xs, c, t| {
+            super::gemm::sgemm_rows(alpha, xs, b, 1.0, c, t)
+        }),
+        None => super::gemm::sgemm_rows(alpha, x, b, 1.0, acc.view_mut(), threads),
     }
-    super::gemm::sgemm_rows(alpha, x, b, 1.0, acc.view_mut(), threads);
 }
 
 /// `g += sum_r w[r] * x[r, :]ᵀ y[r, :]` (`g`: `[ka, kb]`): selected rows when `x` is a sparse

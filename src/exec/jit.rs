@@ -92,6 +92,32 @@ pub fn without_amx<R>(f: impl FnOnce() -> R) -> R {
     out
 }
 
+/// `f` on every part, the first on this thread and the others on threads of their own, each
+/// with executor calls capped at `cap` threads; results in part order.
+fn par_parts<P: Send, T: Send>(
+    parts: &mut [P],
+    cap: usize,
+    f: impl Fn(&mut P) -> T + Sync,
+) -> Vec<T> {
+    let f = &f;
+    let Some((first, rest)) = parts.split_first_mut() else {
+        return Vec::new();
+    };
+    std::thread::scope(|s| {
+        let others: Vec<_> = rest
+            .iter_mut()
+            .map(|p| s.spawn(move || with_thread_cap(cap, || f(p))))
+            .collect();
+        let mut out = vec![with_thread_cap(cap, || f(first))];
+        out.extend(
+            others
+                .into_iter()
+                .map(|h| h.join().expect("mean-field part")),
+        );
+        out
+    })
+}
+
 /// Runs `f` with every executor call on this thread limited to `cap` threads (a caller that
 /// already splits work over the cores, e.g. the trainer's half batches, keeps the executor
 /// from splitting again).
@@ -368,31 +394,32 @@ impl Exec<'_> {
         if let Some(sb) = sb {
             return dense::acc_xm_amx(-1.0, x, &sb, acc, self.threads());
         }
-        if let Some(ms) = mv.as_slice() {
-            if let Some(acts) = dense::active_rows(x) {
-                // selected rows of the table itself: nothing to pack
-                let threads = if x.len() * mv.ncols() < dense::MIN_PAR_MACS {
-                    1
-                } else {
-                    self.threads()
-                };
-                return dense::acc_rows(-1.0, &acts, ms, acc, threads);
-            }
-        }
+        let threads = if x.len() * mv.ncols() < dense::MIN_PAR_MACS {
+            1
+        } else {
+            self.threads()
+        };
         // the GEMM's packed panels are kept until `set_params`: callers that split a batch
         // (the trainer's half batches) pack once, not once a call
-        let pb = {
-            let mut kept = self.jit.packed.lock().expect("packed panels");
-            match kept.get(&(term, transposed)) {
-                Some(panels) => PackedB::reuse(mv, panels.clone()),
-                None => {
-                    let pb = PackedB::new(mv);
-                    kept.insert((term, transposed), pb.panels());
-                    pb
+        let gemm = |xs: &ndarray::ArrayView2<f32>, c: ndarray::ArrayViewMut2<f32>, t: usize| {
+            let pb = {
+                let mut kept = self.jit.packed.lock().expect("packed panels");
+                match kept.get(&(term, transposed)) {
+                    Some(panels) => PackedB::reuse(mv, panels.clone()),
+                    None => {
+                        let pb = PackedB::new(mv);
+                        kept.insert((term, transposed), pb.panels());
+                        pb
+                    }
                 }
-            }
+            };
+            super::gemm::sgemm_rows(-1.0, xs, &pb, 1.0, c, t);
         };
-        super::gemm::sgemm_rows(-1.0, x, &pb, 1.0, acc.view_mut(), self.threads());
+        match mv.as_slice() {
+            // per row: selected rows of the table itself for sparse 0/1 rows, else the GEMM
+            Some(ms) => dense::acc_mixed(-1.0, x, ms, acc, threads, &gemm),
+            None => gemm(x, acc.view_mut(), threads),
+        }
     }
 
     fn module(&self, key: KernelKey) -> Option<Compiled> {
@@ -822,7 +849,6 @@ impl Exec<'_> {
                 hidden.push(mb.group);
             }
         }
-        let m = b.rows();
         let is_hidden = |g: GroupId| hidden.contains(&g);
         // weights between updated groups are read every iteration: packed once per call
         let mut packed = BTreeMap::new();
@@ -844,9 +870,72 @@ impl Exec<'_> {
                 }
             }
         }
+        // Every quantity is per row except the stopping rule's largest change: with two
+        // threads the two half batches iterate in lock step, one thread each, and the
+        // largest change is taken over both (bit-identical to one thread, one spawn an
+        // iteration instead of one per product)
+        let m = b.rows();
+        let parts: Vec<(usize, usize)> = if self.threads() >= 2 && m >= 32 {
+            vec![(0, m / 2), (m / 2, m)]
+        } else {
+            vec![(0, m)]
+        };
+        let mut states: Vec<Batch> = if parts.len() == 1 {
+            vec![std::mem::replace(
+                b,
+                Batch {
+                    x: Vec::new(),
+                    sq: Vec::new(),
+                },
+            )]
+        } else {
+            parts.iter().map(|&(lo, hi)| b.slice_rows(lo, hi)).collect()
+        };
+        let cap = if parts.len() > 1 { 1 } else { usize::MAX };
+        let run = |states: &mut Vec<Batch>| -> Option<usize> {
+            let bases = par_parts(states, cap, |pb| {
+                self.mean_field_start(pb, &hidden, &packed)
+            });
+            let mut bases: Vec<Vec<Array2<f32>>> = bases.into_iter().collect::<Option<_>>()?;
+            for it in 0..mf.iters {
+                let mut jobs: Vec<(&mut Batch, &mut Vec<Array2<f32>>)> =
+                    states.iter_mut().zip(bases.iter_mut()).collect();
+                let changes = par_parts(&mut jobs, cap, |(pb, base)| {
+                    self.mean_field_iteration(pb, base, &hidden, &packed)
+                });
+                let change = changes
+                    .into_iter()
+                    .collect::<Option<Vec<f32>>>()?
+                    .into_iter()
+                    .fold(0.0f32, f32::max);
+                if (change as f64) < mf.tol {
+                    return Some(it + 1);
+                }
+            }
+            Some(mf.iters)
+        };
+        let result = run(&mut states);
+        if states.len() == 1 {
+            *b = states.pop().expect("one part");
+        } else if result.is_some() {
+            *b = Batch::stack(&states[0], &states[1]);
+        }
+        result
+    }
+
+    /// The clamped groups' contribution to each hidden field (returned, per hidden group)
+    /// and the bottom-up start of `mean_field_init` on `b`.
+    fn mean_field_start(
+        &self,
+        b: &mut Batch,
+        hidden: &[GroupId],
+        packed: &BTreeMap<(usize, bool), PackedB>,
+    ) -> Option<Vec<Array2<f32>>> {
+        let m = b.rows();
+        let is_hidden = |g: GroupId| hidden.contains(&g);
         let none = BTreeMap::new();
         let mut base = Vec::with_capacity(hidden.len());
-        for &g in &hidden {
+        for &g in hidden {
             let n = self.lowered.sizes[g.idx()].0;
             let mut acc = Array2::<f32>::zeros((m, n));
             self.dense_part(g, b, &mut acc, &|o| !is_hidden(o), &none);
@@ -854,7 +943,7 @@ impl Exec<'_> {
         }
         // bottom-up start (`mean_field_init`): hidden groups at 0, then each group, in the
         // same order, from its set neighbours, the input doubled while a neighbour is unset
-        for &g in &hidden {
+        for &g in hidden {
             b.x[g.idx()] = Array2::zeros((m, self.lowered.sizes[g.idx()].0));
             b.sq[g.idx()] = None;
         }
@@ -862,7 +951,7 @@ impl Exec<'_> {
         let mut set: Vec<bool> = (0..self.n_groups())
             .map(|g| !is_hidden(GroupId(g as u32)))
             .collect();
-        let mut left = hidden.clone();
+        let mut left = hidden.to_vec();
         while !left.is_empty() {
             let touches_set =
                 |g: &GroupId| (0..set.len()).any(|o| o != g.idx() && set[o] && inter[g.idx()][o]);
@@ -872,7 +961,7 @@ impl Exec<'_> {
             let k = hidden.iter().position(|&h| h == g).expect("a member");
             let mut acc = base[k].clone();
             let done = set.clone();
-            self.dense_part(g, b, &mut acc, &|o| is_hidden(o) && done[o.idx()], &packed);
+            self.dense_part(g, b, &mut acc, &|o| is_hidden(o) && done[o.idx()], packed);
             if unset {
                 acc.mapv_inplace(|x| 2.0 * x);
             }
@@ -880,30 +969,39 @@ impl Exec<'_> {
             b.x[g.idx()] = self.run_mean(spin, &acc, &self.jit.neg_bias[g.idx()])?;
             set[g.idx()] = true;
         }
+        Some(base)
+    }
+
+    /// One damped mean-field iteration over the Plan's blocks on `b`; returns the largest
+    /// change of a mean.
+    fn mean_field_iteration(
+        &self,
+        b: &mut Batch,
+        base: &[Array2<f32>],
+        hidden: &[GroupId],
+        packed: &BTreeMap<(usize, bool), PackedB>,
+    ) -> Option<f32> {
+        let mf = &self.plan.meanfield;
+        let is_hidden = |g: GroupId| hidden.contains(&g);
         let damping = mf.damping as f32;
-        for it in 0..mf.iters {
-            let mut change = 0.0f32;
-            for bl in &mf.blocks {
-                let mut news = Vec::with_capacity(bl.members.len());
-                for mb in &bl.members {
-                    let g = mb.group;
-                    let k = hidden.iter().position(|&h| h == g).expect("a member");
-                    let mut acc = base[k].clone();
-                    self.dense_part(g, b, &mut acc, &is_hidden, &packed);
-                    let spin = self.family(g) == Family::Spin;
-                    news.push(self.run_mean(spin, &acc, &self.jit.neg_bias[g.idx()])?);
-                }
-                for (mb, new) in bl.members.iter().zip(news) {
-                    let old = b.x[mb.group.idx()].as_slice_mut().expect("standard layout");
-                    let nw = new.as_slice().expect("standard layout");
-                    change = change.max(damp_into(old, nw, damping));
-                }
+        let mut change = 0.0f32;
+        for bl in &mf.blocks {
+            let mut news = Vec::with_capacity(bl.members.len());
+            for mb in &bl.members {
+                let g = mb.group;
+                let k = hidden.iter().position(|&h| h == g).expect("a member");
+                let mut acc = base[k].clone();
+                self.dense_part(g, b, &mut acc, &is_hidden, packed);
+                let spin = self.family(g) == Family::Spin;
+                news.push(self.run_mean(spin, &acc, &self.jit.neg_bias[g.idx()])?);
             }
-            if (change as f64) < mf.tol {
-                return Some(it + 1);
+            for (mb, new) in bl.members.iter().zip(news) {
+                let old = b.x[mb.group.idx()].as_slice_mut().expect("standard layout");
+                let nw = new.as_slice().expect("standard layout");
+                change = change.max(damp_into(old, nw, damping));
             }
         }
-        Some(mf.iters)
+        Some(change)
     }
 }
 

@@ -676,3 +676,79 @@ fn jit_tempered_sweeps_match_rust_back_end() {
     }
     assert!(compared >= 8, "{compared} models identical");
 }
+
+/// With two threads the mean field iterates the two half batches in lock step (one thread
+/// each; the stopping rule's largest change taken over both): means and iteration count
+/// must be bit-identical to one thread, with the default tolerance (stopping early) and
+/// with a fixed iteration count, on a DBM and a 3-layer DBM.
+#[test]
+fn mean_field_does_not_depend_on_threads() {
+    for sizes in [&[40, 30, 20][..], &[30, 20, 20, 10][..]] {
+        let (m, p) = ebmc::testgen::layered(6, sizes, Domain::Binary, false);
+        let mut rng = StdRng::seed_from_u64(7);
+        let mut q = p.clone();
+        for vals in q.values.iter_mut() {
+            for x in vals.iter_mut() {
+                *x += 0.3 * (rng.random::<f64>() - 0.5);
+            }
+        }
+        let v = ndarray::Array2::from_shape_fn((70, sizes[0]), |_| {
+            (rng.random::<f64>() < 0.3) as u8 as f32
+        });
+        for tol in [0.05, -1.0] {
+            let mut plan = plan_of(&m);
+            plan.meanfield.tol = tol;
+            plan.meanfield.iters = 60;
+            let run = |threads: usize| {
+                let mut ex = Exec::new(&m, &plan, &q).expect("executor");
+                ex.set_backend(Backend::Jit);
+                ex.set_threads(threads);
+                let mut b = ex.batch_from_visible(std::slice::from_ref(&v));
+                let iters = ex.mean_field(&mut b);
+                (iters, b)
+            };
+            let (one, two) = (run(1), run(2));
+            assert_eq!(one.0, two.0, "iterations, tol {tol}");
+            assert_eq!(one.1, two.1, "means, tol {tol}");
+            if tol > 0.0 {
+                assert!(
+                    one.0 < plan.meanfield.iters,
+                    "tol {tol} stops early ({} iterations)",
+                    one.0
+                );
+            }
+        }
+    }
+}
+
+/// Each row of a product picks its own route (`dense::row_lists`): in a batch mixing sparse
+/// 0/1 rows, dense 0/1 rows and real rows, every row equals the same row computed alone
+/// (bit for bit) and the dense product (to f32 rounding).
+#[test]
+fn product_routes_are_chosen_per_row() {
+    use ebmc::exec::dense::{acc_xm, row_lists};
+    use ndarray::{s, Array2};
+    let mut rng = StdRng::seed_from_u64(8);
+    let (m, k, n) = (12, 300, 70);
+    let x = Array2::from_shape_fn((m, k), |(r, _)| match r % 3 {
+        0 => (rng.random::<f64>() < 0.1) as u8 as f32,
+        1 => (rng.random::<f64>() < 0.7) as u8 as f32,
+        _ => rng.random::<f32>(),
+    });
+    let lists = row_lists(&x.view());
+    for (r, l) in lists.iter().enumerate() {
+        assert_eq!(l.is_some(), r % 3 == 0, "row {r}");
+    }
+    let w = Array2::from_shape_fn((k, n), |_| rng.random::<f32>() - 0.5);
+    let mut all = Array2::<f32>::zeros((m, n));
+    acc_xm(1.0, &x.view(), &w.view(), &mut all, 1);
+    let want = x.dot(&w);
+    for r in 0..m {
+        let mut one = Array2::<f32>::zeros((1, n));
+        acc_xm(1.0, &x.slice(s![r..r + 1, ..]), &w.view(), &mut one, 1);
+        assert_eq!(one.row(0), all.row(r), "row {r} alone");
+        for (a, b) in all.row(r).iter().zip(want.row(r)) {
+            assert!((a - b).abs() < 1e-4, "row {r}: {a} vs {b}");
+        }
+    }
+}
