@@ -318,16 +318,14 @@ pub fn acc_rows(
 
 /// Whether `x · M` should run on AMX tiles (`super::amx`): the tile units are present, `x`
 /// holds values exact in bf16 (a sampled binary or spin state: the product is then exact up
-/// to f32 summation, see `amx`), and it is not a sparse 0/1 matrix with `M` in standard
-/// layout (selected rows of `M` win there; `rows_ok` says whether `M` has contiguous rows).
+/// to f32 summation, see `amx`), and `M` is not row-contiguous (`rows_ok`: then the per-row
+/// route of `acc_mixed` runs).
 /// Products below `MIN_AMX_ROW_MACS` a row stay on the f32 kernels (the split of `M` would
 /// cost more than it saves).
 pub fn prefers_amx(x: &ArrayView2<f32>, n: usize, rows_ok: bool) -> bool {
-    if !amx_size(x, n) || !super::amx::exact_in_bf16(x) {
-        return false;
-    }
-    // a 0/1 operand with row-contiguous M takes the per-row route of `acc_mixed`
-    !rows_ok || x.iter().any(|&v| v != 1.0 && v != 0.0)
+    // a table with contiguous rows takes the per-row route of `acc_mixed` (selected rows
+    // for sparse 0/1 rows), which needs no split; and the scan below is not free
+    !rows_ok && amx_size(x, n) && super::amx::exact_in_bf16(x)
 }
 
 /// Whether a product `x · M` (`M` with `n` columns) is large enough for the AMX route (by
