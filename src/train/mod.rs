@@ -535,7 +535,7 @@ impl<'m> Trainer<'m> {
                             .iter()
                             .map(|&e| sp.cost * (qg[e as usize] as f64 - sp.target))
                             .collect();
-                        lt.coef.backprop(self.ex.params(), &adj, grad);
+                        lt.coef.backprop(&self.state.params, &adj, grad);
                     }
                 }
             }
