@@ -594,37 +594,28 @@ fn bench_amx() {
         let mut c = Array2::<f32>::zeros((m, n));
         let reps = 20;
         let flop = (2 * m * k * n * reps) as f64;
-        let t = best(5, || {
-            for _ in 0..reps {
-                ebmc::exec::dense::gemm_rows(1.0, &bin.view(), &b.view(), c.view_mut(), 1);
-            }
+        let mut gflops = |what: &str, f: &mut dyn FnMut(&mut Array2<f32>)| {
+            let t = best(5, || {
+                for _ in 0..reps {
+                    f(&mut c);
+                }
+            });
+            report(
+                &format!("amx{m}x{k}x{n}/{what}/threads=1"),
+                flop / t / 1e9,
+                "GFLOP/s",
+            );
+        };
+        gflops("f32_gemm", &mut |c| {
+            ebmc::exec::dense::gemm_rows(1.0, &bin.view(), &b.view(), c.view_mut(), 1)
         });
-        report(
-            &format!("amx{m}x{k}x{n}/f32_gemm/threads=1"),
-            flop / t / 1e9,
-            "GFLOP/s",
-        );
         let sb = ebmc::exec::amx::SplitB::new(b.view());
-        let t = best(5, || {
-            for _ in 0..reps {
-                ebmc::exec::amx::gemm_exact_a(1.0, &bin.view(), &sb, &mut c.view_mut());
-            }
+        gflops("amx_exact_a", &mut |c| {
+            ebmc::exec::amx::gemm_exact_a(1.0, &bin.view(), &sb, &mut c.view_mut())
         });
-        report(
-            &format!("amx{m}x{k}x{n}/amx_exact_a/threads=1"),
-            flop / t / 1e9,
-            "GFLOP/s",
-        );
-        let t = best(5, || {
-            for _ in 0..reps {
-                ebmc::exec::amx::gemm_split6(1.0, &real.view(), &sb, &mut c.view_mut());
-            }
+        gflops("amx_split6", &mut |c| {
+            ebmc::exec::amx::gemm_split6(1.0, &real.view(), &sb, &mut c.view_mut())
         });
-        report(
-            &format!("amx{m}x{k}x{n}/amx_split6/threads=1"),
-            flop / t / 1e9,
-            "GFLOP/s",
-        );
         let mut sb = sb;
         let t = best(5, || {
             for _ in 0..reps {

@@ -1019,7 +1019,10 @@ impl Exec<'_> {
                 self.run_mean_into(spin, acc, &self.jit.neg_bias[g.idx()], new)?;
             }
             for mb in &bl.members {
-                let k = hidden.iter().position(|&h| h == mb.group).expect("a member");
+                let k = hidden
+                    .iter()
+                    .position(|&h| h == mb.group)
+                    .expect("a member");
                 let old = b.x[mb.group.idx()].as_slice_mut().expect("standard layout");
                 let nw = scratch[k].1.as_slice().expect("standard layout");
                 change = change.max(damp_into(old, nw, damping));
