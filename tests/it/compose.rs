@@ -177,16 +177,29 @@ fn composition_errors_are_clear() {
     ];
     let pre = "use rbm\nuse dbm_bottom\ndata d = csv(\"d.csv\", label = \"last\")\nmodel r1 = rbm(nv = 6, nh = 4)\n";
     assert_run_errors(&dir, pre, cases, true);
-    // found while the data is matched to the model's visible groups: no span yet
+    // found while the data is matched to the model's visible groups (E0524, at the data's
+    // declaration)
     assert_run_errors(
         &dir,
         pre,
-        &[(
-            "notile",
-            "model twin = dbm_bottom(nv = 6, nh = 4)\ntrain twin on d { epochs = 1, batch = 10 }",
-            "tile(2)",
-        )],
-        false,
+        &[
+            (
+                "notile",
+                "model twin = dbm_bottom(nv = 6, nh = 4)\ntrain twin on d { epochs = 1, batch = 10 }",
+                "tile(2)",
+            ),
+            (
+                "width",
+                "model r5 = rbm(nv = 5, nh = 4)\ntrain r5 on d { epochs = 1, batch = 10 }",
+                "error[E0524]: the data has 6 columns per example, but `v` of model `r5` has 5 units",
+            ),
+            (
+                "evalwidth",
+                "data d2 = d |> tile(2)\ntrain r1 on d { epochs = 1, batch = 10 }\nevaluate r1 on d2 { }",
+                "error[E0524]: the data has 12 columns per example",
+            ),
+        ],
+        true,
     );
 }
 

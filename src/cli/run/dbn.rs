@@ -79,7 +79,7 @@ impl Run {
         let bottom = &compiled[0].0.model;
         let d = self.load(ex, &e.data)?;
         let spec = ex.data(&e.data).expect("checked by interpret");
-        let v = visible_matrices(bottom, &d, spec, 0)?.swap_remove(0);
+        let v = visible_matrices(bottom, &compiled[0].0, &d, spec, 0)?.swap_remove(0);
         let n = v.nrows();
         println!(
             "evaluate DBN {} on `{}` ({n} examples, {} samples of q per example)",
@@ -107,7 +107,7 @@ impl Run {
                 Some(name) => {
                     let bd = run.load(ex, name)?;
                     let bspec = ex.data(name).expect("checked by interpret");
-                    visible_matrices(top_model, &bd, bspec, 0)
+                    visible_matrices(top_model, top_c, &bd, bspec, 0)
                 }
                 // not trained in this run: the test data's up-pass means stand in for them
                 None => Ok(vec![dbn::up_pass_means(&lower, v.view())]),

@@ -3,8 +3,9 @@
 //! Invariant: binarization and `tile` are applied per use (per epoch for stochastic
 //! binarization), never to the cached raw data.
 
-use super::Run;
-use crate::cli::CliError;
+use super::{stop, Run};
+use crate::cli::{CliError, Compiled};
+use crate::diag::Diagnostic;
 use crate::exec::Exec;
 use crate::experiment::{DataSpec, Experiment, Source};
 use crate::ir::{Domain, GroupId, Model, Role};
@@ -32,22 +33,33 @@ pub(super) fn data_means(model: &Model, vis: &[Array2<f32>]) -> Vec<Option<Vec<f
 /// The data as one matrix per visible group. The first visible group takes the features
 /// (binarized, then tiled); further groups either split the columns between them, when the
 /// widths add up (tied copies of the visible units), or are one-hot label groups filled from
-/// the data's labels (a classification RBM).
+/// the data's labels (a classification RBM). Data that does not fit the model's visible
+/// groups is a diagnostic (E0524) at the data set's declaration (`c` renders it).
 pub(super) fn visible_matrices(
     model: &Model,
+    c: &Compiled,
     d: &Dataset,
     spec: &DataSpec,
     epoch: u64,
 ) -> Result<Vec<Array2<f32>>, CliError> {
+    let misfit = |msg: String, hint: &str| {
+        stop(
+            Diagnostic::error("E0524", spec.span, msg).with_hint(hint),
+            c,
+        )
+    };
     let vis: Vec<GroupId> = model
         .group_ids()
         .filter(|&g| model.group(g).role == Role::Visible)
         .collect();
     let Some(&first) = vis.first() else {
-        return Err(CliError::new(format!(
-            "model `{}` has no visible group to train on",
-            model.name
-        )));
+        return Err(misfit(
+            format!(
+                "model `{}` has no visible group to feed this data to",
+                model.name
+            ),
+            "declare the data's units with `visible`",
+        ));
     };
     let mut x = spec.binarize.apply(d.x.view(), epoch)?;
     if spec.tile > 1 {
@@ -66,27 +78,30 @@ pub(super) fn visible_matrices(
     }
     let hint = if vis.len() > 1 && x.ncols() * vis.len() == widths.iter().sum::<usize>() {
         format!(
-            "; for tied copies of the visible units, add `|> tile({})` to the data",
+            "for tied copies of the visible units, add `|> tile({})` to the data",
             vis.len()
         )
     } else {
-        String::new()
+        "the data's columns per example (after `tile`) must match the visible units".to_string()
     };
     let g = model.group(first);
     if x.ncols() != g.n_elems() {
         let names: Vec<&str> = vis.iter().map(|&g| model.group(g).name.as_str()).collect();
-        return Err(CliError::new(format!(
-            "the data has {} columns per example, but `{}` of model `{}` has {} units{}{hint}",
-            x.ncols(),
-            g.name,
-            model.name,
-            g.n_elems(),
-            if vis.len() > 1 {
-                format!(" (visible groups: {})", names.join(", "))
-            } else {
-                String::new()
-            }
-        )));
+        return Err(misfit(
+            format!(
+                "the data has {} columns per example, but `{}` of model `{}` has {} units{}",
+                x.ncols(),
+                g.name,
+                model.name,
+                g.n_elems(),
+                if vis.len() > 1 {
+                    format!(" (visible groups: {})", names.join(", "))
+                } else {
+                    String::new()
+                }
+            ),
+            &hint,
+        ));
     }
     let mut out = vec![x];
     for &gid in &vis[1..] {
@@ -97,20 +112,23 @@ pub(super) fn visible_matrices(
                 let mut m = Array2::<f32>::zeros((labels.len(), k));
                 for (r, &l) in labels.iter().enumerate() {
                     if (l as usize) >= k {
-                        return Err(CliError::new(format!(
-                            "label {l} does not fit the {k} states of `{}`",
-                            g.name
-                        )));
+                        return Err(misfit(
+                            format!("label {l} does not fit the {k} states of `{}`", g.name),
+                            "the label group needs one state per class",
+                        ));
                     }
                     m[(r, l as usize)] = 1.0;
                 }
                 out.push(m);
             }
             _ => {
-                return Err(CliError::new(format!(
-                    "model `{}` has a second visible group `{}`; only one-hot label groups can be filled from data labels{hint}",
-                    model.name, g.name
-                )))
+                return Err(misfit(
+                    format!(
+                        "model `{}` has a second visible group `{}`; only one-hot label groups can be filled from data labels",
+                        model.name, g.name
+                    ),
+                    &hint,
+                ))
             }
         }
     }
@@ -188,7 +206,7 @@ impl Run {
         let params = self.params_of(&model.name, &c)?;
         let raw = self.load(ex, data_name)?;
         let spec = ex.data(data_name).expect("checked by interpret").clone();
-        let vis = visible_matrices(model, &raw, &spec, 0)?;
+        let vis = visible_matrices(model, &c, &raw, &spec, 0)?;
         let exec = Exec::new(model, &c.plan, &params).map_err(CliError::from)?;
         let hidden: Vec<GroupId> = match group {
             Some(name) => {

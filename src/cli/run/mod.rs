@@ -255,7 +255,7 @@ impl Run {
         if let Some(e) = self.opts.epochs {
             cfg.epochs = e;
         }
-        let first = visible_matrices(model, &raw, &spec, 0)?;
+        let first = visible_matrices(model, &c, &raw, &spec, 0)?;
         let means = data_means(model, &first);
         let mut params = model.init_params(t.init_seed, Some(&means));
         self.transfer(&c, &mut params, &t.init)?;
@@ -299,7 +299,7 @@ impl Run {
         while trainer.state.epoch < cfg.epochs {
             let epoch = trainer.state.epoch;
             if spec.binarize.varies_per_epoch() && epoch > 0 {
-                data = visible_matrices(model, &raw, &spec, epoch as u64)?;
+                data = visible_matrices(model, &c, &raw, &spec, epoch as u64)?;
             }
             let mut obs = BarObserver {
                 progress: &progress,
@@ -413,7 +413,7 @@ impl Run {
                 let d = self.load(ex, name)?;
                 image_shape = d.image_shape;
                 let spec = ex.data(name).expect("checked by interpret");
-                let vis = visible_matrices(model, &d, spec, 0)?;
+                let vis = visible_matrices(model, &c, &d, spec, 0)?;
                 let mut it = vis.into_iter();
                 for g in model
                     .group_ids()
@@ -683,7 +683,7 @@ impl Run {
         let params = self.params_of(&model.name, &c)?;
         let d = self.load(ex, &e.data)?;
         let spec = ex.data(&e.data).expect("checked by interpret");
-        let vis = visible_matrices(model, &d, spec, 0)?;
+        let vis = visible_matrices(model, &c, &d, spec, 0)?;
         let exec = Exec::new(model, &c.plan, &params).map_err(CliError::from)?;
         let n = vis[0].nrows();
         println!("evaluate `{}` on `{}` ({n} examples)", model.name, e.data);
@@ -711,7 +711,7 @@ impl Run {
                 Some(name) => {
                     let bd = run.load(ex, name)?;
                     let bspec = ex.data(name).expect("checked by interpret");
-                    visible_matrices(model, &bd, bspec, 0)
+                    visible_matrices(model, &c, &bd, bspec, 0)
                 }
                 None => Ok(vis.clone()),
             },
