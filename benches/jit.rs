@@ -617,27 +617,22 @@ fn bench_amx() {
             ebmc::exec::amx::gemm_split6(1.0, &real.view(), &sb, &mut c.view_mut())
         });
         let mut sb = sb;
-        let t = best(5, || {
-            for _ in 0..reps {
-                sb.fill(b.view());
-            }
-        });
-        report(
-            &format!("amx{m}x{k}x{n}/split_b_fill/threads=1"),
-            t / reps as f64 * 1e6,
-            "us",
-        );
         let bt = b.t().to_owned();
-        let t = best(5, || {
-            for _ in 0..reps {
-                sb.fill(bt.t());
-            }
-        });
-        report(
-            &format!("amx{m}x{k}x{n}/split_b_fill_transposed/threads=1"),
-            t / reps as f64 * 1e6,
-            "us",
-        );
+        for (what, src) in [
+            ("split_b_fill", b.view()),
+            ("split_b_fill_transposed", bt.t()),
+        ] {
+            let t = best(5, || {
+                for _ in 0..reps {
+                    sb.fill(src);
+                }
+            });
+            report(
+                &format!("amx{m}x{k}x{n}/{what}/threads=1"),
+                t / reps as f64 * 1e6,
+                "us",
+            );
+        }
     }
 }
 

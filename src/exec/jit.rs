@@ -674,25 +674,10 @@ impl Exec<'_> {
         match self.pre(g, b, temper, true) {
             Pre::Rust(f) => mean_of(self.family(g), &f, k),
             Pre::Jit { acc, bias } => {
-                let (m, n) = acc.dim();
                 let spin = self.family(g) == Family::Spin;
-                let module = self
-                    .module(KernelKey::Mean { spin, rows: m, n })
+                let p = self
+                    .run_mean(spin, &acc, &bias)
                     .expect("`pre` compiled the mean kernel");
-                let mut p = Array2::<f32>::zeros((m, n));
-                module
-                    .0
-                    .run_args(
-                        0,
-                        &mut [
-                            Arg::In(acc.as_slice().expect("standard layout")),
-                            Arg::In(&bias),
-                            Arg::Out(p.as_slice_mut().expect("standard layout")),
-                        ],
-                        RngArgs::default(),
-                        self.threads(),
-                    )
-                    .expect("mean buffers match their declaration");
                 (p, None)
             }
         }
