@@ -952,27 +952,15 @@ impl Exec<'_> {
             b.x[g.idx()] = Array2::zeros((m, self.lowered.sizes[g.idx()].0));
             b.sq[g.idx()] = None;
         }
-        let inter = &self.plan.structure.interacts;
-        let mut set: Vec<bool> = (0..self.n_groups())
-            .map(|g| !is_hidden(GroupId(g as u32)))
-            .collect();
-        let mut left = hidden.to_vec();
-        while !left.is_empty() {
-            let touches_set =
-                |g: &GroupId| (0..set.len()).any(|o| o != g.idx() && set[o] && inter[g.idx()][o]);
-            let i = left.iter().position(touches_set).unwrap_or(0);
-            let g = left.remove(i);
-            let unset = (0..set.len()).any(|o| o != g.idx() && !set[o] && inter[g.idx()][o]);
+        for (g, done, unset) in self.bottom_up_order(hidden) {
             let k = hidden.iter().position(|&h| h == g).expect("a member");
             let mut acc = base[k].clone();
-            let done = set.clone();
             self.dense_part(g, b, &mut acc, &|o| is_hidden(o) && done[o.idx()], packed);
             if unset {
                 acc.mapv_inplace(|x| 2.0 * x);
             }
             let spin = self.family(g) == Family::Spin;
             b.x[g.idx()] = self.run_mean(spin, &acc, &self.jit.neg_bias[g.idx()])?;
-            set[g.idx()] = true;
         }
         Some(base)
     }

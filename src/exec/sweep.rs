@@ -169,17 +169,7 @@ impl Exec<'_> {
             b.x[g.idx()] = Array2::from_elem((m, n), v);
             b.sq[g.idx()] = None;
         }
-        let inter = &self.plan.structure.interacts;
-        let mut set: Vec<bool> = (0..self.n_groups())
-            .map(|g| !hidden.contains(&GroupId(g as u32)))
-            .collect();
-        let mut left: Vec<GroupId> = hidden.to_vec();
-        while !left.is_empty() {
-            let touches_set =
-                |g: &GroupId| (0..set.len()).any(|o| o != g.idx() && set[o] && inter[g.idx()][o]);
-            let i = left.iter().position(touches_set).unwrap_or(0);
-            let g = left.remove(i);
-            let unset = (0..set.len()).any(|o| o != g.idx() && !set[o] && inter[g.idx()][o]);
+        for (g, _, unset) in self.bottom_up_order(hidden) {
             let mut f = self.fields(g, b);
             if unset && matches!(self.family(g), Family::Bernoulli | Family::Spin) {
                 // z = bias + input; doubled input = 2 z - bias, the bias being z with every
@@ -197,7 +187,28 @@ impl Exec<'_> {
             let (mean, sq) = mean_of(self.family(g), &f, k);
             b.x[g.idx()] = mean;
             b.sq[g.idx()] = sq;
+        }
+    }
+
+    /// The order of the bottom-up pass (`mean_field_init`, and the JIT's
+    /// `mean_field_start`): nearest to the clamped groups first. Per hidden group: the groups
+    /// set before it, and whether it still has unset neighbours (its input is then doubled).
+    pub(super) fn bottom_up_order(&self, hidden: &[GroupId]) -> Vec<(GroupId, Vec<bool>, bool)> {
+        let inter = &self.plan.structure.interacts;
+        let mut set: Vec<bool> = (0..self.n_groups())
+            .map(|g| !hidden.contains(&GroupId(g as u32)))
+            .collect();
+        let mut left: Vec<GroupId> = hidden.to_vec();
+        let mut out = Vec::with_capacity(hidden.len());
+        while !left.is_empty() {
+            let touches_set =
+                |g: &GroupId| (0..set.len()).any(|o| o != g.idx() && set[o] && inter[g.idx()][o]);
+            let i = left.iter().position(touches_set).unwrap_or(0);
+            let g = left.remove(i);
+            let unset = (0..set.len()).any(|o| o != g.idx() && !set[o] && inter[g.idx()][o]);
+            out.push((g, set.clone(), unset));
             set[g.idx()] = true;
         }
+        out
     }
 }
