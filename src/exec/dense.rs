@@ -77,13 +77,28 @@ pub fn acc_mixed(
     }
     acc_rows(alpha, &lists, ms, acc, threads);
     if !dense_rows.is_empty() {
-        let xd = x.select(ndarray::Axis(0), &dense_rows);
-        let mut cd = acc.select(ndarray::Axis(0), &dense_rows);
+        let xd = crate::runtime::batch::gather_rows(x.view(), &dense_rows);
+        let mut cd = crate::runtime::batch::gather_rows(acc.view(), &dense_rows);
         dense(&xd.view(), cd.view_mut(), threads);
         for (i, &r) in dense_rows.iter().enumerate() {
             acc.row_mut(r).assign(&cd.row(i));
         }
     }
+}
+
+/// `w^T x`: the rows of `x` weighted by `w`, summed (row by row, so the inner loop runs
+/// along contiguous memory and vectorises; ndarray's `dot` of a vector and a matrix went
+/// element by element here, 2 % of a CD update).
+pub fn weighted_row_sum(w: &ndarray::Array1<f32>, x: ArrayView2<f32>) -> ndarray::Array1<f32> {
+    assert_eq!(w.len(), x.nrows(), "one weight per row");
+    let mut out = vec![0.0f32; x.ncols()];
+    for (&wr, row) in w.iter().zip(x.rows()) {
+        match row.to_slice() {
+            Some(r) => out.iter_mut().zip(r).for_each(|(o, &v)| *o += wr * v),
+            None => out.iter_mut().zip(row).for_each(|(o, &v)| *o += wr * v),
+        }
+    }
+    out.into()
 }
 
 /// The indices of the entries equal to 1 of one row, and how many entries are neither 0
@@ -242,7 +257,7 @@ fn outer(dst: &mut [f32], lo: usize, hi: usize, acts: &[Vec<u32>], y: &[f32], n:
     outer_body(dst, lo, hi, acts, y, n, w)
 }
 
-fn split(n: usize, parts: usize) -> Vec<(usize, usize)> {
+pub(crate) fn split(n: usize, parts: usize) -> Vec<(usize, usize)> {
     (0..parts)
         .map(|t| (n * t / parts, n * (t + 1) / parts))
         .filter(|(a, b)| b > a)
@@ -529,8 +544,8 @@ fn weighted_rows(d: &mut [f32], y: &[f32], n: usize, rs: &[u32], w: &[f32]) {
 /// `x`) and added to `out` once: no `[ka, kb]` f32 table to clear, read-modify-write per
 /// selected row, and convert (what `acc_xty` and the caller's conversion cost the trainer).
 /// The order of summation is fixed per output row, so results do not depend on `threads`.
-pub fn xty_sparse_into(
-    parts: &[(ArrayView2<f32>, ArrayView2<f32>, &[f32])],
+pub fn xty_sparse_into<'a>(
+    parts: &[(ArrayView2<'a, f32>, ArrayView2<'a, f32>, &'a [f32])],
     out: &mut [f64],
     scale: f64,
     threads: usize,
@@ -540,70 +555,111 @@ pub fn xty_sparse_into(
 
 /// `xty_sparse_into`, with `assign` writing `out = scale * ...` instead of adding (the
 /// caller's buffer then need not be cleared first: 3 MB a CD update for an MNIST RBM).
-pub fn xty_sparse(
-    parts: &[(ArrayView2<f32>, ArrayView2<f32>, &[f32])],
+pub fn xty_sparse<'a>(
+    parts: &[(ArrayView2<'a, f32>, ArrayView2<'a, f32>, &'a [f32])],
     out: &mut [f64],
     scale: f64,
     threads: usize,
     assign: bool,
 ) -> bool {
-    let Some(first) = parts.first() else {
-        return true;
+    let Some(rows) = XtyRows::new(parts, threads) else {
+        return false;
     };
-    let (ka, kb) = (first.0.ncols(), first.1.ncols());
-    assert_eq!(out.len(), ka * kb, "gradient shape");
-    let mut cols = Vec::with_capacity(parts.len());
-    for (x, y, w) in parts {
-        assert_eq!((x.ncols(), y.ncols()), (ka, kb), "operand shapes");
-        assert_eq!(
-            (x.nrows(), w.len()),
-            (y.nrows(), y.nrows()),
-            "one row per weight"
-        );
-        let (Some(ys), Some(ac)) = (y.as_slice(), active_cols(x)) else {
-            return false;
-        };
-        cols.push((ac, ys, *w));
+    assert_eq!(out.len(), rows.ka * rows.kb, "gradient shape");
+    let kb = rows.kb;
+    let mut chunks = Vec::new();
+    let mut rest = out;
+    for &(lo, hi) in &rows.ranges {
+        let (mine, tail) = rest.split_at_mut((hi - lo) * kb);
+        rest = tail;
+        chunks.push(mine);
     }
-    let macs: usize = cols.iter().map(|(ac, _, _)| ac.rows.len() * kb).sum();
-    let threads = if macs < MIN_PAR_MACS / 4 {
-        1
-    } else {
-        threads.clamp(1, ka.max(1))
-    };
-    let run = |lo: usize, hi: usize, out: &mut [f64]| {
-        let mut row = vec![0.0f32; kb];
-        for i in lo..hi {
-            row.iter_mut().for_each(|x| *x = 0.0);
-            for (ac, ys, w) in &cols {
-                let rs = &ac.rows[ac.start[i]..ac.start[i + 1]];
-                weighted_rows(&mut row, ys, kb, rs, w);
-            }
-            let o = &mut out[(i - lo) * kb..][..kb];
-            if assign {
-                for (o, &x) in o.iter_mut().zip(&row) {
-                    *o = scale * x as f64;
-                }
-            } else {
-                for (o, &x) in o.iter_mut().zip(&row) {
-                    *o += scale * x as f64;
-                }
-            }
-        }
-    };
-    let parts_i = split(ka, threads);
-    if parts_i.len() <= 1 {
-        run(0, ka, out);
-        return true;
-    }
-    std::thread::scope(|s| {
-        let mut rest = out;
-        for &(lo, hi) in &parts_i {
-            let (mine, tail) = rest.split_at_mut((hi - lo) * kb);
-            rest = tail;
-            let run = &run;
-            s.spawn(move || run(lo, hi, mine));
+    rows.run(chunks, |o, i, row| {
+        let o = &mut o[i * kb..][..kb];
+        if assign {
+            o.iter_mut()
+                .zip(row)
+                .for_each(|(o, &x)| *o = scale * x as f64);
+        } else {
+            o.iter_mut()
+                .zip(row)
+                .for_each(|(o, &x)| *o += scale * x as f64);
         }
     });
     true
+}
+
+/// The rows of `sum over parts (x, y, w) of x^T diag(w) y` for sparse 0/1 `x`, each summed
+/// in an L1-resident f32 row and handed to a sink while it is hot (`xty_sparse` writes it to
+/// a gradient; the trainer's fused step applies the optimiser to it).
+pub struct XtyRows<'a> {
+    pub ka: usize,
+    pub kb: usize,
+    cols: Vec<(ActiveCols, &'a [f32], &'a [f32])>,
+    /// output rows per thread, in order
+    pub ranges: Vec<(usize, usize)>,
+}
+
+impl<'a> XtyRows<'a> {
+    /// `None` when an `x` is not 0/1 or a `y` not contiguous.
+    pub fn new(
+        parts: &[(ArrayView2<'a, f32>, ArrayView2<'a, f32>, &'a [f32])],
+        threads: usize,
+    ) -> Option<Self> {
+        let first = parts.first()?;
+        let (ka, kb) = (first.0.ncols(), first.1.ncols());
+        let mut cols = Vec::with_capacity(parts.len());
+        for (x, y, w) in parts {
+            assert_eq!((x.ncols(), y.ncols()), (ka, kb), "operand shapes");
+            assert_eq!(
+                (x.nrows(), w.len()),
+                (y.nrows(), y.nrows()),
+                "one row per weight"
+            );
+            cols.push((active_cols(x)?, y.to_slice()?, *w));
+        }
+        let macs: usize = cols.iter().map(|(ac, _, _)| ac.rows.len() * kb).sum();
+        let threads = if macs < MIN_PAR_MACS / 4 {
+            1
+        } else {
+            threads.clamp(1, ka.max(1))
+        };
+        Some(XtyRows {
+            ka,
+            kb,
+            cols,
+            ranges: split(ka, threads),
+        })
+    }
+
+    /// `sink(chunk, i - lo, row)` for every output row `i`, with `chunks[t]` the sink state
+    /// of `ranges[t]` (one thread each). The order of summation is fixed per row, so the
+    /// rows do not depend on the thread count.
+    pub fn run<C: Send>(&self, chunks: Vec<C>, sink: impl Fn(&mut C, usize, &[f32]) + Sync) {
+        assert_eq!(chunks.len(), self.ranges.len(), "one chunk per range");
+        let kb = self.kb;
+        let run = |lo: usize, hi: usize, c: &mut C| {
+            let mut row = vec![0.0f32; kb];
+            for i in lo..hi {
+                row.iter_mut().for_each(|x| *x = 0.0);
+                for (ac, ys, w) in &self.cols {
+                    let rs = &ac.rows[ac.start[i]..ac.start[i + 1]];
+                    weighted_rows(&mut row, ys, kb, rs, w);
+                }
+                sink(c, i - lo, &row);
+            }
+        };
+        if self.ranges.len() <= 1 {
+            for (&(lo, hi), mut c) in self.ranges.iter().zip(chunks) {
+                run(lo, hi, &mut c);
+            }
+            return;
+        }
+        std::thread::scope(|s| {
+            for (&(lo, hi), mut c) in self.ranges.iter().zip(chunks) {
+                let run = &run;
+                s.spawn(move || run(lo, hi, &mut c));
+            }
+        });
+    }
 }

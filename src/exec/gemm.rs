@@ -72,13 +72,19 @@ pub struct PackedB<'a> {
 
 impl<'a> PackedB<'a> {
     pub fn new(b: ArrayView2<'a, f32>) -> Self {
+        Self::new_in(b, Vec::new())
+    }
+
+    /// `new`, packing into `buf` (panels of an earlier `B` of the same shape: no fresh pages
+    /// and no clearing, which cost a CD update as much as the packing).
+    pub fn new_in(b: ArrayView2<'a, f32>, buf: Vec<f32>) -> Self {
         let (k, n) = b.dim();
         #[cfg(target_arch = "x86_64")]
         if available() && k > 0 && n > 0 {
             let sb = b.strides();
             // SAFETY: AVX-512F is not needed for packing; the pointer and strides come from
             // an ndarray view, and `pack_all` reads only elements (p, j) < (k, n).
-            let packed = unsafe { avx512::pack_all(k, n, (b.as_ptr(), sb[0], sb[1])) };
+            let packed = unsafe { avx512::pack_all(k, n, (b.as_ptr(), sb[0], sb[1]), buf) };
             return PackedB {
                 src: b,
                 packed: Some(Arc::new(packed)),
@@ -104,17 +110,21 @@ impl<'a> PackedB<'a> {
     pub fn reuse(b: ArrayView2<'a, f32>, panels: Option<Arc<Vec<f32>>>) -> Self {
         let (k, n) = b.dim();
         if let Some(p) = &panels {
-            let want: usize = (0..n)
-                .step_by(NC)
-                .map(|jc| NC.min(n - jc).div_ceil(NR) * NR * k)
-                .sum();
-            assert_eq!(p.len(), want, "panels packed for another shape");
+            assert_eq!(p.len(), packed_len(k, n), "panels packed for another shape");
         }
         PackedB {
             src: b,
             packed: panels,
         }
     }
+}
+
+/// Length of `B`'s packed panels (`k x n`).
+fn packed_len(k: usize, n: usize) -> usize {
+    (0..n)
+        .step_by(NC)
+        .map(|jc| NC.min(n - jc).div_ceil(NR) * NR * k)
+        .sum()
 }
 
 /// `C <- alpha A B + beta C` with a packed `B`.
@@ -217,15 +227,23 @@ mod avx512 {
     ///
     /// # Safety
     /// Every element addressed by the strides inside `k x n` must be valid.
-    pub unsafe fn pack_all(k: usize, n: usize, b: (*const f32, isize, isize)) -> Vec<f32> {
-        let mut out = Vec::new();
+    /// `out` is reused (`pack_b` writes every element, padding included: a buffer of the
+    /// right length is not cleared first).
+    pub unsafe fn pack_all(
+        k: usize,
+        n: usize,
+        b: (*const f32, isize, isize),
+        mut out: Vec<f32>,
+    ) -> Vec<f32> {
+        out.resize(super::packed_len(k, n), 0.0);
+        let mut at = 0;
         for jc in (0..n).step_by(NC) {
             let nc = NC.min(n - jc);
             for pc in (0..k).step_by(KC) {
                 let kc = KC.min(k - pc);
-                let at = out.len();
-                out.resize(at + nc.div_ceil(NR) * NR * kc, 0.0);
-                pack_b(&mut out[at..], b, pc, kc, jc, nc);
+                let len = nc.div_ceil(NR) * NR * kc;
+                pack_b(&mut out[at..at + len], b, pc, kc, jc, nc);
+                at += len;
             }
         }
         out

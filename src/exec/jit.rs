@@ -192,8 +192,16 @@ struct KeptSplit {
     split: Option<Arc<super::amx::SplitB>>,
 }
 
-/// Packed GEMM panels by (dense term, transposed); `None` where the fallback GEMM runs.
-type KeptPanels = BTreeMap<(usize, bool), Option<Arc<Vec<f32>>>>;
+/// Packed GEMM panels by (dense term, transposed).
+type KeptPanels = BTreeMap<(usize, bool), Panels>;
+
+/// One table's packed panels: `current` while the table is unchanged (`Some(None)` where the
+/// fallback GEMM runs), and the stale buffer the next packing fills in place.
+#[derive(Default)]
+struct Panels {
+    current: Option<Option<Arc<Vec<f32>>>>,
+    spare: Vec<f32>,
+}
 
 impl JitState {
     pub fn new(
@@ -342,7 +350,13 @@ impl Exec<'_> {
         self.jit.neg_bias = neg_bias;
         self.jit.term_values = term_values;
         // the tables changed: packed copies of them are stale
-        self.jit.packed.lock().expect("packed panels").clear();
+        for kept in self.jit.packed.lock().expect("packed panels").values_mut() {
+            if let Some(Some(arc)) = kept.current.take() {
+                if let Ok(buf) = Arc::try_unwrap(arc) {
+                    kept.spare = buf;
+                }
+            }
+        }
         for kept in self.jit.split.lock().expect("amx splits").values_mut() {
             kept.current = false;
             kept.calls = 0;
@@ -399,26 +413,35 @@ impl Exec<'_> {
         } else {
             self.threads()
         };
-        // the GEMM's packed panels are kept until `set_params`: callers that split a batch
-        // (the trainer's half batches) pack once, not once a call
         let gemm = |xs: &ndarray::ArrayView2<f32>, c: ndarray::ArrayViewMut2<f32>, t: usize| {
-            let pb = {
-                let mut kept = self.jit.packed.lock().expect("packed panels");
-                match kept.get(&(term, transposed)) {
-                    Some(panels) => PackedB::reuse(mv, panels.clone()),
-                    None => {
-                        let pb = PackedB::new(mv);
-                        kept.insert((term, transposed), pb.panels());
-                        pb
-                    }
-                }
-            };
+            let pb = self.kept_panels(term, transposed, mv);
             super::gemm::sgemm_rows(-1.0, xs, &pb, 1.0, c, t);
         };
         match mv.as_slice() {
             // per row: selected rows of the table itself for sparse 0/1 rows, else the GEMM
             Some(ms) => dense::acc_mixed(-1.0, x, ms, acc, threads, &gemm),
             None => gemm(x, acc.view_mut(), threads),
+        }
+    }
+
+    /// The GEMM's packed panels of dense table `term` (`mv`, transposed or not), packed on
+    /// first use after `set_params` and kept until the next: callers that split a batch (the
+    /// trainer's half batches, the mean field's iterations) pack once, not once a call.
+    fn kept_panels<'a>(
+        &self,
+        term: usize,
+        transposed: bool,
+        mv: ndarray::ArrayView2<'a, f32>,
+    ) -> PackedB<'a> {
+        let mut kept = self.jit.packed.lock().expect("packed panels");
+        let entry = kept.entry((term, transposed)).or_default();
+        match &entry.current {
+            Some(panels) => PackedB::reuse(mv, panels.clone()),
+            None => {
+                let pb = PackedB::new_in(mv, std::mem::take(&mut entry.spare));
+                entry.current = Some(pb.panels());
+                pb
+            }
         }
     }
 
@@ -855,16 +878,7 @@ impl Exec<'_> {
                 if is_hidden(other) && !packed.contains_key(&(term, transposed)) {
                     let mat = self.tables.mats[term].as_ref().expect("dense table");
                     let mv = if transposed { mat.t() } else { mat.view() };
-                    let mut kept = self.jit.packed.lock().expect("packed panels");
-                    let pb = match kept.get(&(term, transposed)) {
-                        Some(panels) => PackedB::reuse(mv, panels.clone()),
-                        None => {
-                            let pb = PackedB::new(mv);
-                            kept.insert((term, transposed), pb.panels());
-                            pb
-                        }
-                    };
-                    packed.insert((term, transposed), pb);
+                    packed.insert((term, transposed), self.kept_panels(term, transposed, mv));
                 }
             }
         }

@@ -24,6 +24,7 @@ pub use family::{log_partition, mean_of, sample_from_moments, sample_into};
 pub use field::Fields;
 pub use jit::{default_backend, set_default_backend, Backend, Route};
 pub use rng::{Rng, Rngs};
+pub use stats::RowStep;
 pub use sweep::Temper;
 
 use crate::derive::plan::{Family, Plan};
@@ -174,6 +175,12 @@ impl<'m> Exec<'m> {
     /// coefficients are refilled in the same pass that copies their parameter (one read of
     /// it; split over the executor's threads: the trainer calls this after every update).
     pub fn set_params(&mut self, params: &Params) {
+        self.set_params_except(params, &[]);
+    }
+
+    /// `set_params` for parameters whose tables are already current: `fresh[k]` marks a
+    /// parameter `energy_grad_pair_step` updated together with its table.
+    pub fn set_params_except(&mut self, params: &Params, fresh: &[bool]) {
         let threads = self.threads();
         let mut done = vec![false; self.lowered.terms.len()];
         for (k, (own, src)) in self
@@ -183,6 +190,7 @@ impl<'m> Exec<'m> {
             .zip(&params.values)
             .enumerate()
         {
+            let fresh = fresh.get(k).copied().unwrap_or(false);
             let keep = self.read_by_nonlinear[k];
             if keep {
                 own.resize(src.len(), 0.0);
@@ -200,7 +208,9 @@ impl<'m> Exec<'m> {
                     (&lt.kind, lt.coef.linear, m.as_mut())
                 {
                     if l.param.idx() == k && m.len() == src.len() {
-                        outs.push((l.scale, m.as_slice_mut().expect("standard layout")));
+                        if !fresh {
+                            outs.push((l.scale, m.as_slice_mut().expect("standard layout")));
+                        }
                         done[t] = true;
                     }
                 }

@@ -11,6 +11,45 @@ use crate::ir::TermId;
 use crate::lower::TermKind;
 use ndarray::{Array1, Axis};
 
+/// A thread's rows of one parameter in `Exec::energy_grad_pair_step`: values,
+/// velocities, f32 table, and whether a value went bad.
+type RowChunk<'a> = (&'a mut [f64], &'a mut [f64], &'a mut [f32], bool);
+
+/// `p`, `v`, `t` cut at the row `ranges` (rows of `n`).
+fn row_chunks<'a>(
+    mut p: &'a mut [f64],
+    mut v: &'a mut [f64],
+    mut t: &'a mut [f32],
+    ranges: &[(usize, usize)],
+    n: usize,
+) -> Vec<RowChunk<'a>> {
+    let mut chunks = Vec::with_capacity(ranges.len());
+    for &(lo, hi) in ranges {
+        let len = (hi - lo) * n;
+        let (p0, p1) = p.split_at_mut(len);
+        let (v0, v1) = v.split_at_mut(len);
+        let (t0, t1) = t.split_at_mut(len);
+        (p, v, t) = (p1, v1, t1);
+        chunks.push((p0, v0, t0, false));
+    }
+    chunks
+}
+
+/// `step(k, values, velocities, g, scale)` of `RowStep`.
+pub type RowStepFn<'a> = dyn Fn(usize, &mut [f64], &mut [f64], &[f32], f64) -> bool + Sync + 'a;
+
+/// The optimiser, applied by `Exec::energy_grad_pair_step` to gradient rows as they are
+/// summed.
+pub struct RowStep<'a> {
+    /// per parameter: whether the caller wants its step taken there
+    pub wanted: &'a [bool],
+    pub params: &'a mut [Vec<f64>],
+    pub velocity: &'a mut [Vec<f64>],
+    /// `step(k, values, velocities, g, scale)`: one row of parameter `k`'s update from its
+    /// gradient row `scale * g`; true when a value went bad
+    pub step: &'a RowStepFn<'a>,
+}
+
 impl Exec<'_> {
     /// Per row: `F(rest)` with the Plan's summed groups summed out (their stored state is
     /// ignored), under the tempered energy if `temper` is given.
@@ -69,7 +108,8 @@ impl Exec<'_> {
 
     fn grad_with(&self, b: &Batch, w: &[f64], grads: &mut [Vec<f64>]) {
         // `grads` may hold earlier sums: every term adds
-        self.grad_parts(&[(b, w)], grads, &vec![false; grads.len()])
+        let none = vec![false; grads.len()];
+        self.grad_parts(&[(b, w)], grads, &none, &none)
     }
 
     /// `sa * <dE/dtheta>_a + sb * <dE/dtheta>_b` (batch means): the negative-minus-positive
@@ -104,7 +144,122 @@ impl Exec<'_> {
         }
         let wa = vec![sa / a.rows().max(1) as f64; a.rows()];
         let wb = vec![sb / b.rows().max(1) as f64; b.rows()];
-        self.grad_parts(&[(a, &wa), (b, &wb)], grads, &sole);
+        self.grad_parts(
+            &[(a, &wa), (b, &wb)],
+            grads,
+            &sole,
+            &vec![false; sole.len()],
+        );
+    }
+
+    /// `energy_grad_pair_into`, with the optimiser step of the parameters `step.wanted`
+    /// taken row by row while each gradient row is summed, where that is possible: a
+    /// parameter read by one dense term with a linear coefficient, 0/1 states, the JIT back
+    /// end. Their gradient is never written (the buffer keeps stale values), and their
+    /// values, velocities and f32 table are updated in one pass: a CD update of an MNIST
+    /// RBM moved 23 MB through memory for the gradient, the update and the table refresh,
+    /// and moves 14 MB this way.
+    ///
+    /// Returns, per parameter, whether its step was taken here (the caller updates the
+    /// others and then calls `set_params_except` with this), and whether a value went bad.
+    pub fn energy_grad_pair_step(
+        &mut self,
+        a: &Batch,
+        sa: f64,
+        b: &Batch,
+        sb: f64,
+        grads: &mut Vec<Vec<f64>>,
+        step: RowStep,
+    ) -> (Vec<bool>, bool) {
+        let n = self.model.params.len();
+        let mut done = vec![false; n];
+        let mut bad = false;
+        let sole = self.sole_dense_params();
+        let wa = vec![(sa / a.rows().max(1) as f64) as f32; a.rows()];
+        let wb = vec![(sb / b.rows().max(1) as f64) as f32; b.rows()];
+        let threads = self.threads();
+        for t in 0..self.lowered.terms.len() {
+            let lt = &self.lowered.terms[t];
+            let (TermKind::Dense { ga, gb, .. }, Some(l)) = (&lt.kind, lt.coef.linear) else {
+                continue;
+            };
+            let k = l.param.idx();
+            if !(sole[k] && step.wanted[k] && !self.read_by_nonlinear[k]) {
+                continue;
+            }
+            let (ga, gb) = (ga.idx(), gb.idx());
+            let Some(mut table) = self.tables.mats[t].take() else {
+                continue;
+            };
+            let ops = [
+                (a.x[ga].view(), a.x[gb].view(), &wa[..]),
+                (b.x[ga].view(), b.x[gb].view(), &wb[..]),
+            ];
+            let fits = table.len() == step.params[k].len() && table.is_standard_layout();
+            if fits {
+                let (na, nb) = table.dim();
+                let ts = table.as_slice_mut().expect("standard layout");
+                let (p, v) = (&mut step.params[k][..], &mut step.velocity[k][..]);
+                let f = step.step;
+                let row_step = |c: &mut RowChunk, i: usize, g: &[f32]| {
+                    let n = g.len();
+                    let (p, v) = (&mut c.0[i * n..][..n], &mut c.1[i * n..][..n]);
+                    c.3 |= f(k, p, v, g, l.scale);
+                    for (t, &x) in c.2[i * n..][..n].iter_mut().zip(p.iter()) {
+                        *t = (l.scale * x) as f32;
+                    }
+                };
+                let mut chunks;
+                if let Some(rows) = super::dense::XtyRows::new(&ops, threads) {
+                    // sparse 0/1 states: rows summed in L1 and stepped there
+                    chunks = row_chunks(p, v, ts, &rows.ranges, rows.kb);
+                    rows.run(chunks.iter_mut().collect(), |c, i, g| row_step(c, i, g));
+                } else {
+                    // the f32 table of `grad_parts`' dense route, stepped row by row
+                    let g = self.grad_table(&ops, na, nb);
+                    let parts = if g.len() >= 1 << 16 { threads } else { 1 };
+                    let ranges = super::dense::split(na, parts);
+                    chunks = row_chunks(p, v, ts, &ranges, nb);
+                    let gs = g.as_slice().expect("standard layout");
+                    let run = |c: &mut RowChunk, lo: usize, hi: usize| {
+                        for i in lo..hi {
+                            row_step(c, i - lo, &gs[i * nb..][..nb]);
+                        }
+                    };
+                    match &mut chunks[..] {
+                        [c] => run(c, 0, na),
+                        cs => std::thread::scope(|s| {
+                            for (c, &(lo, hi)) in cs.iter_mut().zip(&ranges) {
+                                let run = &run;
+                                s.spawn(move || run(c, lo, hi));
+                            }
+                        }),
+                    }
+                    *self.grad_scratch.lock().expect("scratch") = g.into_raw_vec_and_offset().0;
+                }
+                bad |= chunks.iter().any(|c| c.3);
+                done[k] = true;
+            }
+            self.tables.mats[t] = Some(table);
+        }
+        grads.resize_with(n, Vec::new);
+        for ((g, p), (&sole, &done)) in grads
+            .iter_mut()
+            .zip(&self.model.params)
+            .zip(sole.iter().zip(&done))
+        {
+            if done || (sole && g.len() == p.n_elems()) {
+                continue; // not read / overwritten by its one dense term
+            }
+            g.clear();
+            g.resize(p.n_elems(), 0.0);
+        }
+        let (wa, wb): (Vec<f64>, Vec<f64>) = (
+            vec![sa / a.rows().max(1) as f64; a.rows()],
+            vec![sb / b.rows().max(1) as f64; b.rows()],
+        );
+        self.grad_parts(&[(a, &wa), (b, &wb)], grads, &sole, &done);
+        (done, bad)
     }
 
     /// Per parameter: whether exactly one term reads it, a dense term with a linear
@@ -129,25 +284,33 @@ impl Exec<'_> {
     /// `sum over parts (batch, w) of sum_r w[r] * dE/dtheta(row r)` into `grads`.
     /// `sole[p]`: parameter `p`'s buffer holds stale values its one dense term must
     /// overwrite (see `energy_grad_pair_into`).
-    fn grad_parts(&self, parts: &[(&Batch, &[f64])], grads: &mut [Vec<f64>], sole: &[bool]) {
+    /// `skip[p]`: parameter `p`'s gradient is not wanted (terms reading only it are skipped).
+    fn grad_parts(
+        &self,
+        parts: &[(&Batch, &[f64])],
+        grads: &mut [Vec<f64>],
+        sole: &[bool],
+        skip: &[bool],
+    ) {
         for (k, lt) in self.lowered.terms.iter().enumerate() {
-            if lt.coef.params().is_empty() {
+            let ps = lt.coef.params();
+            if ps.is_empty() || ps.iter().all(|p| skip[p.idx()]) {
                 continue;
             }
             if let (TermKind::Dense { ga, gb, na, nb }, super::Backend::Jit) =
                 (&lt.kind, self.backend())
             {
+                let wfs: Vec<Vec<f32>> = parts
+                    .iter()
+                    .map(|(_, w)| w.iter().map(|&x| x as f32).collect())
+                    .collect();
+                let ops: Vec<_> = parts
+                    .iter()
+                    .zip(&wfs)
+                    .map(|((b, _), wf)| (b.x[ga.idx()].view(), b.x[gb.idx()].view(), &wf[..]))
+                    .collect();
                 if let Some(l) = lt.coef.linear {
                     // sparse binary states: selected rows straight into the f64 gradient
-                    let wfs: Vec<Vec<f32>> = parts
-                        .iter()
-                        .map(|(_, w)| w.iter().map(|&x| x as f32).collect())
-                        .collect();
-                    let ops: Vec<_> = parts
-                        .iter()
-                        .zip(&wfs)
-                        .map(|((b, _), wf)| (b.x[ga.idx()].view(), b.x[gb.idx()].view(), &wf[..]))
-                        .collect();
                     let assign = sole[l.param.idx()];
                     let out = &mut grads[l.param.idx()];
                     if super::dense::xty_sparse(&ops, out, l.scale, self.threads(), assign) {
@@ -157,22 +320,7 @@ impl Exec<'_> {
                         out.iter_mut().for_each(|x| *x = 0.0);
                     }
                 }
-                // the f32 table is reused across calls (no fresh pages per update)
-                let mut buf = std::mem::take(&mut *self.grad_scratch.lock().expect("scratch"));
-                buf.clear();
-                buf.resize(na * nb, 0.0);
-                let mut g =
-                    ndarray::Array2::from_shape_vec((*na, *nb), buf).expect("na * nb elements");
-                for (b, w) in parts {
-                    let wf: Vec<f32> = w.iter().map(|&x| x as f32).collect();
-                    super::dense::acc_xty(
-                        &b.x[ga.idx()].view(),
-                        &b.x[gb.idx()].view(),
-                        &wf,
-                        &mut g,
-                        self.threads(),
-                    );
-                }
+                let g = self.grad_table(&ops, *na, *nb);
                 let gs = g.as_slice().expect("standard layout");
                 match lt.coef.linear {
                     Some(l) => {
@@ -197,6 +345,25 @@ impl Exec<'_> {
         }
     }
 
+    /// `sum over ops (x, y, w) of x^T diag(w) y` as an `[na, nb]` f32 table (GEMM or
+    /// selected rows), in the scratch buffer kept across calls (no fresh pages per update):
+    /// return it to `grad_scratch` after use.
+    fn grad_table(
+        &self,
+        ops: &[(ndarray::ArrayView2<f32>, ndarray::ArrayView2<f32>, &[f32])],
+        na: usize,
+        nb: usize,
+    ) -> ndarray::Array2<f32> {
+        let mut buf = std::mem::take(&mut *self.grad_scratch.lock().expect("scratch"));
+        buf.clear();
+        buf.resize(na * nb, 0.0);
+        let mut g = ndarray::Array2::from_shape_vec((na, nb), buf).expect("na * nb elements");
+        for (x, y, w) in ops {
+            super::dense::acc_xty(x, y, w, &mut g, self.threads());
+        }
+        g
+    }
+
     /// Row-weighted sum of each instance's monomial, in instance order.
     fn monomial_means(&self, t: TermId, b: &Batch, w: &[f64]) -> Vec<f64> {
         let uniform = w.windows(2).all(|p| p[0] == p[1]);
@@ -214,9 +381,11 @@ impl Exec<'_> {
                 let gi = group.idx();
                 let x = &b.x[gi];
                 let col = match (power, &b.sq[gi]) {
-                    (1, _) => wf.dot(x),
-                    (2, Some(sq)) => wf.dot(sq),
-                    (p, _) => wf.dot(&x.mapv(|v| v.powi(*p as i32))),
+                    (1, _) => super::dense::weighted_row_sum(&wf, x.view()),
+                    (2, Some(sq)) => super::dense::weighted_row_sum(&wf, sq.view()),
+                    (p, _) => {
+                        super::dense::weighted_row_sum(&wf, x.mapv(|v| v.powi(*p as i32)).view())
+                    }
                 };
                 elems.iter().map(|&e| col[e as usize] as f64).collect()
             }

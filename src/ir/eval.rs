@@ -7,9 +7,23 @@
 use super::*;
 
 /// Values of every parameter of a model, indexed by `ParamId`.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Debug, PartialEq)]
 pub struct Params {
     pub values: Vec<Vec<f64>>,
+}
+
+impl Clone for Params {
+    fn clone(&self) -> Self {
+        Params {
+            values: self.values.clone(),
+        }
+    }
+
+    /// Reuses `self`'s buffers (the trainer's per-epoch snapshot: megabytes of fresh pages
+    /// otherwise).
+    fn clone_from(&mut self, src: &Self) {
+        self.values.clone_from(&src.values);
+    }
 }
 
 /// Values of every unit group of a model (one configuration), indexed by `GroupId`.

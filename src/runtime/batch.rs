@@ -4,7 +4,7 @@
 //! draws happened before, so a run resumed at epoch `e` sees exactly the data an unbroken run
 //! would have seen at epoch `e`.
 
-use ndarray::{Array2, ArrayView2, Axis};
+use ndarray::{Array2, ArrayView2};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -40,7 +40,7 @@ impl Dataset {
     /// The rows at `indices`, in that order, with their labels.
     pub fn select(&self, indices: &[usize]) -> Dataset {
         Dataset {
-            x: self.x.select(Axis(0), indices),
+            x: gather_rows(self.x.view(), indices),
             labels: self
                 .labels
                 .as_ref()
@@ -221,7 +221,16 @@ impl Iterator for MiniBatches {
     }
 }
 
-/// Gathers the rows of `x` at `indices` into a contiguous batch matrix.
+/// Gathers the rows of `x` at `indices` into a contiguous batch matrix (one copy per row:
+/// ndarray's `select` goes element by element, 5 % of a CD update on MNIST).
 pub fn gather_rows(x: ArrayView2<f32>, indices: &[usize]) -> Array2<f32> {
-    x.select(Axis(0), indices)
+    let n = x.ncols();
+    let mut out = Array2::<f32>::zeros((indices.len(), n));
+    for (mut o, &i) in out.rows_mut().into_iter().zip(indices) {
+        match (o.as_slice_mut(), x.row(i).to_slice()) {
+            (Some(o), Some(r)) => o.copy_from_slice(r),
+            (_, _) => o.assign(&x.row(i)),
+        }
+    }
+    out
 }

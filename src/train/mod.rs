@@ -99,6 +99,13 @@ pub struct Trainer<'m> {
     centering: Option<center::Layout>,
     /// gradient buffers reused by every update (CD and PCD fill them in place)
     grad_buf: Vec<Vec<f64>>,
+    /// the last epoch's rollback point, kept for its buffers
+    snapshot: Option<TrainState>,
+    /// whether the optimiser may run inside the gradient's row loop
+    /// (`Exec::energy_grad_pair_step`; off only to compare the two paths)
+    fused_step: bool,
+    /// updates whose dense weights were stepped in their gradient's row loop
+    fused_updates: u64,
 }
 
 impl<'m> Trainer<'m> {
@@ -191,6 +198,9 @@ impl<'m> Trainer<'m> {
             betas,
             centering,
             grad_buf: Vec::new(),
+            snapshot: None,
+            fused_step: true,
+            fused_updates: 0,
         })
     }
 
@@ -199,6 +209,17 @@ impl<'m> Trainer<'m> {
     }
 
     /// Continue from a saved state (same model, config and data).
+    /// Whether the optimiser step of dense weights runs inside their gradient's row loop
+    /// (the default; the same numbers as the separate update, which `false` selects).
+    pub fn set_fused_step(&mut self, on: bool) {
+        self.fused_step = on;
+    }
+
+    /// How many updates took a dense weight's step in its gradient's row loop.
+    pub fn fused_updates(&self) -> u64 {
+        self.fused_updates
+    }
+
     pub fn restore(&mut self, st: TrainState) {
         self.ex.set_params(&st.params);
         self.state = st;
@@ -272,13 +293,20 @@ impl<'m> Trainer<'m> {
         let total = (nb * self.cfg.epochs) as u64;
         let momentum = self.cfg.momentum.at(epoch);
         let (mut obj, mut swaps) = (0.0, 0.0);
-        let snapshot = self.state.clone();
+        // the epoch's rollback point, in the previous epoch's buffers
+        let snapshot = match self.snapshot.take() {
+            Some(mut s) => {
+                s.clone_from(&self.state);
+                s
+            }
+            None => self.state.clone(),
+        };
         let mut lr = self.cfg.lr;
         for bi in 0..nb {
             let rows = &order[bi * self.cfg.batch..(bi + 1) * self.cfg.batch];
             let vis: Vec<Array2<f32>> = data
                 .iter()
-                .map(|d| d.select(ndarray::Axis(0), rows))
+                .map(|d| crate::runtime::batch::gather_rows(d.view(), rows))
                 .collect();
             lr = self.lr_at(self.state.step, total) * self.cfg.method.lr_factor(epoch);
             match self.update(&vis, lr, momentum) {
@@ -299,6 +327,7 @@ impl<'m> Trainer<'m> {
             }
             obs.batch_done(epoch, bi, nb);
         }
+        self.snapshot = Some(snapshot);
         self.state.epoch += 1;
         let secs = t0.elapsed().as_secs_f64();
         Ok(EpochMetrics {
@@ -354,7 +383,7 @@ impl<'m> Trainer<'m> {
             let idx: Vec<usize> = (0..chains).map(|c| c % vis[0].nrows()).collect();
             let v: Vec<Array2<f32>> = vis
                 .iter()
-                .map(|d| d.select(ndarray::Axis(0), &idx))
+                .map(|d| crate::runtime::batch::gather_rows(d.view(), &idx))
                 .collect();
             let mut b = ex.batch_from_visible(&v);
             let mut rngs = Rngs::new(self.cfg.seed, CHAIN_STREAM + (t * chains) as u64, chains);
@@ -377,8 +406,8 @@ impl<'m> Trainer<'m> {
         let seed = self.cfg.seed ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15);
         let mut rngs = Rngs::new(seed, 0, m);
         let data = self.ex.batch_from_visible(vis);
-        // the batches the statistics came from (positive, negative), for centering
-        let (mut grad, obj, swap, phases) = match self.cfg.method.clone() {
+        // the batches the statistics come from (positive, negative), or a gradient
+        let (pair, obj, swap) = match self.cfg.method.clone() {
             Method::Cd { .. } | Method::CdSchedule { .. } => {
                 let k = self.cfg.method.k_at(self.state.epoch);
                 let mean = matches!(
@@ -388,14 +417,13 @@ impl<'m> Trainer<'m> {
                         ..
                     }
                 );
-                let mut g = std::mem::take(&mut self.grad_buf);
-                if self.centering.is_none() && self.ex.threads() >= 2 && m >= 2 {
-                    let e = phases::cd_halves(&self.ex, &data, k, mean, &mut rngs, &mut g);
-                    (g, e, 0.0, None)
+                let (e, pos, neg) = if self.centering.is_none() && self.ex.threads() >= 2 && m >= 2
+                {
+                    phases::cd_halves(&self.ex, &data, k, mean, &mut rngs)
                 } else {
-                    let (e, pos, neg) = phases::cd(&self.ex, &data, k, mean, &mut rngs, &mut g);
-                    (g, e, 0.0, Some((pos, neg)))
-                }
+                    phases::cd(&self.ex, &data, k, mean, &mut rngs)
+                };
+                (Ok((pos, neg)), e, 0.0)
             }
             Method::Pcd { k, chains } | Method::Pt { k, chains, .. } => {
                 if self.state.chains.is_empty() {
@@ -426,19 +454,65 @@ impl<'m> Trainer<'m> {
                         &mut chain_rngs,
                     )
                 };
-                let mut grad = std::mem::take(&mut self.grad_buf);
-                self.ex
-                    .energy_grad_pair_into(&pos, -1.0, &neg, 1.0, &mut grad);
-                (grad, f64::NAN, rate, Some((pos, neg)))
+                (Ok((pos, neg)), f64::NAN, rate)
             }
             Method::PseudoLikelihood { sites } => {
                 let (g, o) = phases::flip_objective(&self.ex, &data, sites, false, &mut rngs);
-                (g, o, 0.0, None)
+                (Err(g), o, 0.0)
             }
             Method::RatioMatching { sites } => {
                 let (g, o) = phases::flip_objective(&self.ex, &data, sites, true, &mut rngs);
-                (g, o, 0.0, None)
+                (Err(g), o, 0.0)
             }
+        };
+        let hyper = update::Hyper {
+            lr,
+            momentum,
+            weight_decay: self.cfg.weight_decay,
+            max_abs: self.cfg.max_abs_param,
+        };
+        // parameters whose step `energy_grad_pair_step` took while summing their gradient
+        let mut stepped = Vec::new();
+        let (mut grad, phases) = match pair {
+            Ok((pos, neg)) => {
+                let mut grad = std::mem::take(&mut self.grad_buf);
+                if self.fused_step && self.centering.is_none() && self.cfg.sparsity.is_none() {
+                    let wanted = update::row_steppable(&self.rules);
+                    let (rules, h) = (&self.rules, hyper);
+                    let row = |k: usize, p: &mut [f64], v: &mut [f64], g: &[f32], s: f64| {
+                        update::step_row(&rules[k], h, p, v, g, s)
+                    };
+                    let (done, bad) = self.ex.energy_grad_pair_step(
+                        &pos,
+                        -1.0,
+                        &neg,
+                        1.0,
+                        &mut grad,
+                        crate::exec::RowStep {
+                            wanted: &wanted,
+                            params: &mut self.state.params.values,
+                            velocity: &mut self.state.velocity,
+                            step: &row,
+                        },
+                    );
+                    if bad {
+                        self.grad_buf = grad;
+                        return Err(update::divergence(
+                            self.ex.model,
+                            &self.state.params,
+                            &done,
+                            h,
+                        ));
+                    }
+                    self.fused_updates += done.iter().any(|&d| d) as u64;
+                    stepped = done;
+                } else {
+                    self.ex
+                        .energy_grad_pair_into(&pos, -1.0, &neg, 1.0, &mut grad);
+                }
+                (grad, Some((pos, neg)))
+            }
+            Err(g) => (g, None),
         };
         if let (Some(layout), Some(c)) = (&self.centering, self.cfg.centering) {
             // Melchior et al.'s order: move the offsets towards this batch's positive-phase
@@ -482,18 +556,14 @@ impl<'m> Trainer<'m> {
                 &mut self.state.params,
                 &mut self.state.velocity,
                 &grad,
-                update::Hyper {
-                    lr,
-                    momentum,
-                    weight_decay: self.cfg.weight_decay,
-                    max_abs: self.cfg.max_abs_param,
-                },
+                hyper,
                 self.ex.threads(),
+                &stepped,
             ),
         };
         self.grad_buf = grad;
         applied?;
-        self.ex.set_params(&self.state.params);
+        self.ex.set_params_except(&self.state.params, &stepped);
         self.state.step += 1;
         Ok((obj, swap))
     }

@@ -171,23 +171,21 @@ pub(crate) fn mean_reconstruction_ok(ex: &Exec) -> bool {
         })
 }
 
-/// Contrastive divergence: ascent direction `-<dE>_data + <dE>_CD-k`, plus the squared
-/// reconstruction error of the visibles after the chain. With `mean_visible` the last step's
-/// visibles are their conditional means given the hidden sample (`rbm.m`), and the hidden
-/// statistics are taken at those means (checked by `mean_reconstruction_ok` beforehand).
-/// Also returns the positive and negative batches the statistics were read from (for
-/// centering).
+/// Contrastive divergence's two batches: the positive moments and the chain after `k`
+/// steps (the trainer reads the ascent direction `-<dE>_data + <dE>_CD-k` from them), and
+/// the squared reconstruction error of the visibles after the chain. With `mean_visible`
+/// the last step's visibles are their conditional means given the hidden sample (`rbm.m`),
+/// and the hidden statistics are taken at those means (checked by `mean_reconstruction_ok`
+/// beforehand).
 pub(crate) fn cd(
     ex: &Exec,
     data: &Batch,
     k: usize,
     mean_visible: bool,
     rngs: &mut Rngs,
-    grad: &mut Vec<Vec<f64>>,
 ) -> (f64, Batch, Batch) {
     let (pos, neg) = crate::exec::jit::without_amx(|| cd_chains(ex, data, k, mean_visible, rngs));
-    let err = cd_stats(ex, data, &pos, &neg, grad);
-    (err, pos, neg)
+    (reconstruction_error(ex, data, &neg), pos, neg)
 }
 
 /// The batches CD's statistics are read from: positive moments, and the chain after `k`
@@ -230,14 +228,14 @@ fn cd_chains(
     (pos, neg)
 }
 
-/// `-<dE>_pos + <dE>_neg` into `grad` (one pass for both phases), and the mean squared
-/// reconstruction error of the visibles.
-fn cd_stats(ex: &Exec, data: &Batch, pos: &Batch, neg: &Batch, grad: &mut Vec<Vec<f64>>) -> f64 {
-    ex.energy_grad_pair_into(pos, -1.0, neg, 1.0, grad);
+/// The mean squared reconstruction error of the visibles.
+fn reconstruction_error(ex: &Exec, data: &Batch, neg: &Batch) -> f64 {
     let mut err = 0.0;
     for g in groups_with(ex, Role::Visible) {
-        let d = &data.x[g.idx()] - &neg.x[g.idx()];
-        err += d.iter().map(|&x| (x * x) as f64).sum::<f64>();
+        let (d, n) = (&data.x[g.idx()], &neg.x[g.idx()]);
+        err += ndarray::Zip::from(d)
+            .and(n)
+            .fold(0.0f64, |e, &a, &b| e + ((a - b) * (a - b)) as f64);
     }
     err / data.rows() as f64
 }
@@ -253,8 +251,7 @@ pub(crate) fn cd_halves(
     k: usize,
     mean_visible: bool,
     rngs: &mut Rngs,
-    grad: &mut Vec<Vec<f64>>,
-) -> f64 {
+) -> (f64, Batch, Batch) {
     let m = data.rows();
     let h = m / 2;
     let run = |lo: usize, hi: usize| {
@@ -270,7 +267,7 @@ pub(crate) fn cd_halves(
         (first, other.join().expect("half-batch thread"))
     });
     let (pos, neg) = (Batch::stack(&p0, &p1), Batch::stack(&n0, &n1));
-    cd_stats(ex, data, &pos, &neg, grad)
+    (reconstruction_error(ex, data, &neg), pos, neg)
 }
 
 /// Sites `(group, variable)` a flip objective visits: every element of every visible group.

@@ -11,7 +11,7 @@ use crate::runtime::checkpoint::{Checkpoint, CheckpointError, CheckpointMeta};
 use ndarray::{Array1, ArrayD, IxDyn};
 use std::path::Path;
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Debug, PartialEq)]
 pub struct TrainState {
     /// epochs completed
     pub epoch: usize,
@@ -26,6 +26,31 @@ pub struct TrainState {
     /// centering offsets, one vector per group (zeros for groups not centered); `None` until
     /// the first epoch of a centered run sets them
     pub offsets: Option<Vec<Vec<f64>>>,
+}
+
+impl Clone for TrainState {
+    fn clone(&self) -> Self {
+        TrainState {
+            epoch: self.epoch,
+            step: self.step,
+            params: self.params.clone(),
+            velocity: self.velocity.clone(),
+            chains: self.chains.clone(),
+            sparsity_q: self.sparsity_q.clone(),
+            offsets: self.offsets.clone(),
+        }
+    }
+
+    /// Reuses `self`'s buffers: the trainer snapshots its state every epoch.
+    fn clone_from(&mut self, src: &Self) {
+        self.epoch = src.epoch;
+        self.step = src.step;
+        self.params.clone_from(&src.params);
+        self.velocity.clone_from(&src.velocity);
+        self.chains.clone_from(&src.chains);
+        self.sparsity_q.clone_from(&src.sparsity_q);
+        self.offsets.clone_from(&src.offsets);
+    }
 }
 
 impl TrainState {

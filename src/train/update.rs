@@ -106,7 +106,55 @@ pub fn apply(
         weight_decay,
         max_abs,
     };
-    apply_threads(model, rules, params, velocity, grad, h, 1)
+    apply_threads(model, rules, params, velocity, grad, h, 1, &[])
+}
+
+/// Per parameter: whether its update can be taken row by row by `step_row` (no
+/// projection couples its rows).
+pub fn row_steppable(rules: &[ParamRules]) -> Vec<bool> {
+    rules
+        .iter()
+        .map(|r| !(r.fixed || r.symmetric || r.zero_diagonal || r.positive))
+        .collect()
+}
+
+/// One row of `apply`'s update from an f32 gradient row `scale * g` (the same numbers as
+/// `apply` given the f64 gradient `scale * g as f64`); true when a value went bad. For
+/// parameters `row_steppable` admits.
+pub fn step_row(
+    r: &ParamRules,
+    h: Hyper,
+    p: &mut [f64],
+    v: &mut [f64],
+    g: &[f32],
+    scale: f64,
+) -> bool {
+    let lambda = if r.decayed { h.weight_decay } else { 0.0 };
+    let mut bad = false;
+    for ((p, v), &g) in p.iter_mut().zip(v.iter_mut()).zip(g) {
+        *v = h.momentum * *v + h.lr * (scale * g as f64 - lambda * *p);
+        *p += *v;
+        bad |= !(p.is_finite() && p.abs() <= h.max_abs);
+    }
+    bad
+}
+
+/// The divergence of the first parameter among `which` holding a bad value (after a
+/// `step_row` reported one).
+pub fn divergence(model: &Model, params: &Params, which: &[bool], h: Hyper) -> Divergence {
+    let is_bad = |x: f64| !(x.is_finite() && x.abs() <= h.max_abs);
+    for (k, vals) in params.values.iter().enumerate() {
+        if !which.get(k).copied().unwrap_or(false) {
+            continue;
+        }
+        if let Some(&value) = vals.iter().find(|&&x| is_bad(x)) {
+            return Divergence {
+                param: model.param(crate::ir::ParamId(k as u32)).name.clone(),
+                value,
+            };
+        }
+    }
+    unreachable!("a bad value was reported")
 }
 
 /// The optimiser's scalars.
@@ -119,7 +167,8 @@ pub struct Hyper {
 }
 
 /// `apply` with large unconstrained parameters split over `threads` (element-wise: the same
-/// result for any split).
+/// result for any split), and the parameters `done` marks (updated by `step_row`) skipped.
+#[allow(clippy::too_many_arguments)]
 pub fn apply_threads(
     model: &Model,
     rules: &[ParamRules],
@@ -128,6 +177,7 @@ pub fn apply_threads(
     grad: &[Vec<f64>],
     h: Hyper,
     threads: usize,
+    done: &[bool],
 ) -> Result<(), Divergence> {
     let Hyper {
         lr,
@@ -137,7 +187,7 @@ pub fn apply_threads(
     } = h;
     let is_bad = |x: f64| !(x.is_finite() && x.abs() <= max_abs);
     for (k, r) in rules.iter().enumerate() {
-        if r.fixed {
+        if r.fixed || done.get(k).copied().unwrap_or(false) {
             continue;
         }
         let lambda = if r.decayed { weight_decay } else { 0.0 };

@@ -6,6 +6,7 @@
 use crate::exec::{dbm, rbm, B};
 use ebmc::analysis::analyze;
 use ebmc::derive::{derive, Plan};
+use ebmc::exec::Exec;
 use ebmc::ir::eval::{Params, State};
 use ebmc::ir::*;
 use ebmc::train::*;
@@ -517,6 +518,68 @@ fn cd_results_do_not_depend_on_threads() {
             let (one, two) = (run(1), run(2));
             assert_eq!(one.values, two.values, "{method:?}, batch {batch}");
             assert_ne!(one.values, p.values, "training moved the parameters");
+        }
+    }
+}
+
+/// The trainer's default update takes the optimiser step of dense weights inside their
+/// gradient's row loop and refreshes the executor's f32 table there
+/// (`Exec::energy_grad_pair_step`): it must give the parameters, velocities and tables the
+/// separate gradient / update / `set_params` passes give, bit for bit. CD (sampled and
+/// mean reconstructions), PCD, on one and two threads, with momentum and weight decay, on
+/// a small RBM with dense data (the gradient's GEMM route) and a bigger one with sparse
+/// data (selected rows).
+#[test]
+fn fused_update_matches_separate_passes() {
+    let cases: Vec<(Model, Params, Array2<f32>, usize)> = vec![
+        {
+            let (m, p) = rbm(12, 6, 0.05, 3);
+            (m, p, toy_data(90, 2), 15)
+        },
+        {
+            let (m, p) = rbm(120, 300, 0.05, 4);
+            let mut rng = StdRng::seed_from_u64(5);
+            let d = Array2::from_shape_fn((150, 120), |_| (rng.random::<f64>() < 0.2) as u8 as f32);
+            (m, p, d, 75)
+        },
+    ];
+    for (m, p, data, batch) in &cases {
+        let plan = plan_of(m);
+        for method in [
+            Method::Cd { k: 1 },
+            Method::CdSchedule {
+                k_start: 1,
+                k_end: 2,
+                every: 1,
+                lr_over_k: false,
+                mean_reconstruction: true,
+            },
+            Method::Pcd { k: 1, chains: 20 },
+        ] {
+            for threads in [1, 2] {
+                let run = |fused: bool| {
+                    let mut c = cfg(method.clone(), 3, 0.05);
+                    c.batch = *batch;
+                    let mut t = Trainer::new(m, &plan, p, c).expect("trainer");
+                    t.ex.set_threads(threads);
+                    t.set_fused_step(fused);
+                    t.run(std::slice::from_ref(data), &mut Quiet)
+                        .expect("training runs");
+                    let b = t.ex.batch_from_visible(std::slice::from_ref(data));
+                    let f = t.ex.free_energy(&b, None);
+                    let fresh = Exec::new(m, &plan, t.params()).expect("executor");
+                    assert_eq!(
+                        f,
+                        fresh.free_energy(&b, None),
+                        "the trainer's tables hold its parameters ({method:?}, fused {fused})"
+                    );
+                    assert_eq!(t.fused_updates() > 0, fused, "{method:?}: fused {fused}");
+                    (t.params().clone(), t.state.velocity.clone())
+                };
+                let (fused, separate) = (run(true), run(false));
+                assert_eq!(fused, separate, "{method:?}, {threads} threads");
+                assert_ne!(fused.0.values, p.values, "training moved the parameters");
+            }
         }
     }
 }
