@@ -356,6 +356,59 @@ mod avx512 {
         }
     }
 
+    /// `dst[p * NR + j] = src[j * cs + p]` for `j < 8`, `p < kc`.
+    ///
+    /// # Safety
+    /// AVX2 must be available; the 8 source columns of `kc` floats and the destination
+    /// rows must be valid.
+    #[target_feature(enable = "avx2")]
+    unsafe fn transpose_8(dst: *mut f32, src: *const f32, cs: isize, kc: usize) {
+        let mut p = 0;
+        while p + 8 <= kc {
+            let r: [__m256; 8] =
+                std::array::from_fn(|j| _mm256_loadu_ps(src.offset(j as isize * cs).add(p)));
+            let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+            let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+            let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+            let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+            let t4 = _mm256_unpacklo_ps(r[4], r[5]);
+            let t5 = _mm256_unpackhi_ps(r[4], r[5]);
+            let t6 = _mm256_unpacklo_ps(r[6], r[7]);
+            let t7 = _mm256_unpackhi_ps(r[6], r[7]);
+            // u[i]: elements i (low lane) and i + 4 (high lane) of columns 0..4 / 4..8
+            let u = [
+                (
+                    _mm256_shuffle_ps::<0x44>(t0, t2),
+                    _mm256_shuffle_ps::<0x44>(t4, t6),
+                ),
+                (
+                    _mm256_shuffle_ps::<0xEE>(t0, t2),
+                    _mm256_shuffle_ps::<0xEE>(t4, t6),
+                ),
+                (
+                    _mm256_shuffle_ps::<0x44>(t1, t3),
+                    _mm256_shuffle_ps::<0x44>(t5, t7),
+                ),
+                (
+                    _mm256_shuffle_ps::<0xEE>(t1, t3),
+                    _mm256_shuffle_ps::<0xEE>(t5, t7),
+                ),
+            ];
+            for (i, &(lo, hi)) in u.iter().enumerate() {
+                let row = _mm256_permute2f128_ps::<0x20>(lo, hi);
+                _mm256_storeu_ps(dst.add((p + i) * NR), row);
+                let row = _mm256_permute2f128_ps::<0x31>(lo, hi);
+                _mm256_storeu_ps(dst.add((p + i + 4) * NR), row);
+            }
+            p += 8;
+        }
+        for p in p..kc {
+            for j in 0..8 {
+                *dst.add(p * NR + j) = *src.offset(j as isize * cs).add(p);
+            }
+        }
+    }
+
     /// `pb[panel][p][j] = B[pc + p, jc + panel*NR + j]`, zero beyond `nc`.
     unsafe fn pack_b(
         pb: &mut [f32],
@@ -385,8 +438,13 @@ mod avx512 {
                     );
                 }
             } else if rs == 1 {
-                // columns contiguous (a transposed view): read along p
-                for j in 0..cols {
+                // columns contiguous (a transposed view: the RBM's `h Wᵀ`): 8 x 8 blocks
+                // transposed in registers, the rest read along p
+                let full = cols / 8 * 8;
+                for j in (0..full).step_by(8) {
+                    transpose_8(dst.add(j), src.offset(j as isize * cs), cs, kc);
+                }
+                for j in full..cols {
                     let s = src.offset(j as isize * cs);
                     for p in 0..kc {
                         *dst.add(p * NR + j) = *s.add(p);
