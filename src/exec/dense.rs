@@ -655,11 +655,15 @@ impl<'a> XtyRows<'a> {
             }
             return;
         }
+        // the first range on this thread: one spawn fewer a call
+        let mut jobs = self.ranges.iter().zip(chunks);
+        let (&(lo0, hi0), mut c0) = jobs.next().expect("two or more ranges");
         std::thread::scope(|s| {
-            for (&(lo, hi), mut c) in self.ranges.iter().zip(chunks) {
+            for (&(lo, hi), mut c) in jobs {
                 let run = &run;
                 s.spawn(move || run(lo, hi, &mut c));
             }
+            run(lo0, hi0, &mut c0);
         });
     }
 }

@@ -226,14 +226,14 @@ impl Exec<'_> {
                             row_step(c, i - lo, &gs[i * nb..][..nb]);
                         }
                     };
-                    match &mut chunks[..] {
-                        [c] => run(c, 0, na),
-                        cs => std::thread::scope(|s| {
-                            for (c, &(lo, hi)) in cs.iter_mut().zip(&ranges) {
+                    if let Some((first, rest)) = chunks.split_first_mut() {
+                        std::thread::scope(|s| {
+                            for (c, &(lo, hi)) in rest.iter_mut().zip(&ranges[1..]) {
                                 let run = &run;
                                 s.spawn(move || run(c, lo, hi));
                             }
-                        }),
+                            run(first, ranges[0].0, ranges[0].1);
+                        });
                     }
                     *self.grad_scratch.lock().expect("scratch") = g.into_raw_vec_and_offset().0;
                 }
