@@ -481,19 +481,7 @@ fn cd_options_parse_from_experiment_files() {
 /// RBM and on a bigger one whose products take the GEMM and AMX-capable routes.
 #[test]
 fn cd_results_do_not_depend_on_threads() {
-    let cases: Vec<(Model, Params, Array2<f32>, usize)> = vec![
-        {
-            let (m, p) = rbm(12, 6, 0.05, 3);
-            (m, p, toy_data(90, 2), 15)
-        },
-        {
-            let (m, p) = rbm(120, 300, 0.05, 4);
-            let mut rng = StdRng::seed_from_u64(5);
-            let d = Array2::from_shape_fn((150, 120), |_| (rng.random::<f64>() < 0.2) as u8 as f32);
-            (m, p, d, 75)
-        },
-    ];
-    for (m, p, data, batch) in &cases {
+    for (m, p, data, batch) in &update_cases() {
         let plan = plan_of(m);
         for method in [
             Method::Cd { k: 1 },
@@ -531,19 +519,7 @@ fn cd_results_do_not_depend_on_threads() {
 /// data (selected rows).
 #[test]
 fn fused_update_matches_separate_passes() {
-    let cases: Vec<(Model, Params, Array2<f32>, usize)> = vec![
-        {
-            let (m, p) = rbm(12, 6, 0.05, 3);
-            (m, p, toy_data(90, 2), 15)
-        },
-        {
-            let (m, p) = rbm(120, 300, 0.05, 4);
-            let mut rng = StdRng::seed_from_u64(5);
-            let d = Array2::from_shape_fn((150, 120), |_| (rng.random::<f64>() < 0.2) as u8 as f32);
-            (m, p, d, 75)
-        },
-    ];
-    for (m, p, data, batch) in &cases {
+    for (m, p, data, batch) in &update_cases() {
         let plan = plan_of(m);
         for method in [
             Method::Cd { k: 1 },
@@ -582,4 +558,21 @@ fn fused_update_matches_separate_passes() {
             }
         }
     }
+}
+
+/// RBMs, data and batch sizes the update-path tests train: a 12x6 RBM with dense data and
+/// odd halves (the products' GEMM routes), and a 120x300 one with sparse data (selected rows).
+fn update_cases() -> Vec<(Model, Params, Array2<f32>, usize)> {
+    vec![
+        {
+            let (m, p) = rbm(12, 6, 0.05, 3);
+            (m, p, toy_data(90, 2), 15)
+        },
+        {
+            let (m, p) = rbm(120, 300, 0.05, 4);
+            let mut rng = StdRng::seed_from_u64(5);
+            let d = Array2::from_shape_fn((150, 120), |_| (rng.random::<f64>() < 0.2) as u8 as f32);
+            (m, p, d, 75)
+        },
+    ]
 }
