@@ -133,23 +133,48 @@ impl Exec<'_> {
         sb: f64,
         grads: &mut Vec<Vec<f64>>,
     ) {
+        let n = self.model.params.len();
+        self.pair_rest(
+            a,
+            sa,
+            b,
+            sb,
+            grads,
+            &self.sole_dense_params(),
+            &vec![false; n],
+        );
+    }
+
+    /// The pair's gradient of the parameters not `done`, into `grads` (resized to one
+    /// buffer per parameter; cleared where a term adds to it).
+    #[allow(clippy::too_many_arguments)]
+    fn pair_rest(
+        &self,
+        a: &Batch,
+        sa: f64,
+        b: &Batch,
+        sb: f64,
+        grads: &mut Vec<Vec<f64>>,
+        sole: &[bool],
+        done: &[bool],
+    ) {
         grads.resize_with(self.model.params.len(), Vec::new);
-        let sole = self.sole_dense_params();
-        for ((g, p), &sole) in grads.iter_mut().zip(&self.model.params).zip(&sole) {
-            if sole && g.len() == p.n_elems() {
-                continue; // overwritten by its one dense term (`grad_parts` clears it otherwise)
+        for ((g, p), (&sole, &done)) in grads
+            .iter_mut()
+            .zip(&self.model.params)
+            .zip(sole.iter().zip(done))
+        {
+            if done || (sole && g.len() == p.n_elems()) {
+                // not read, or overwritten by its one dense term (`grad_parts` clears it
+                // otherwise)
+                continue;
             }
             g.clear();
             g.resize(p.n_elems(), 0.0);
         }
         let wa = vec![sa / a.rows().max(1) as f64; a.rows()];
         let wb = vec![sb / b.rows().max(1) as f64; b.rows()];
-        self.grad_parts(
-            &[(a, &wa), (b, &wb)],
-            grads,
-            &sole,
-            &vec![false; sole.len()],
-        );
+        self.grad_parts(&[(a, &wa), (b, &wb)], grads, sole, done);
     }
 
     /// `energy_grad_pair_into`, with the optimiser step of the parameters `step.wanted`
@@ -242,23 +267,7 @@ impl Exec<'_> {
             }
             self.tables.mats[t] = Some(table);
         }
-        grads.resize_with(n, Vec::new);
-        for ((g, p), (&sole, &done)) in grads
-            .iter_mut()
-            .zip(&self.model.params)
-            .zip(sole.iter().zip(&done))
-        {
-            if done || (sole && g.len() == p.n_elems()) {
-                continue; // not read / overwritten by its one dense term
-            }
-            g.clear();
-            g.resize(p.n_elems(), 0.0);
-        }
-        let (wa, wb): (Vec<f64>, Vec<f64>) = (
-            vec![sa / a.rows().max(1) as f64; a.rows()],
-            vec![sb / b.rows().max(1) as f64; b.rows()],
-        );
-        self.grad_parts(&[(a, &wa), (b, &wb)], grads, &sole, &done);
+        self.pair_rest(a, sa, b, sb, grads, &sole, &done);
         (done, bad)
     }
 

@@ -108,6 +108,13 @@ pub struct Trainer<'m> {
     fused_updates: u64,
 }
 
+/// What an update's method produced: the batches the gradient is read from (positive,
+/// negative), or the gradient itself (the flip objectives).
+enum Statistics {
+    Pair(Batch, Batch),
+    Gradient(Vec<Vec<f64>>),
+}
+
 impl<'m> Trainer<'m> {
     pub fn new(
         model: &'m Model,
@@ -208,7 +215,6 @@ impl<'m> Trainer<'m> {
         &self.state.params
     }
 
-    /// Continue from a saved state (same model, config and data).
     /// Whether the optimiser step of dense weights runs inside their gradient's row loop
     /// (the default; the same numbers as the separate update, which `false` selects).
     pub fn set_fused_step(&mut self, on: bool) {
@@ -220,6 +226,7 @@ impl<'m> Trainer<'m> {
         self.fused_updates
     }
 
+    /// Continue from a saved state (same model, config and data).
     pub fn restore(&mut self, st: TrainState) {
         self.ex.set_params(&st.params);
         self.state = st;
@@ -406,8 +413,7 @@ impl<'m> Trainer<'m> {
         let seed = self.cfg.seed ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15);
         let mut rngs = Rngs::new(seed, 0, m);
         let data = self.ex.batch_from_visible(vis);
-        // the batches the statistics come from (positive, negative), or a gradient
-        let (pair, obj, swap) = match self.cfg.method.clone() {
+        let (stats, obj, swap) = match self.cfg.method.clone() {
             Method::Cd { .. } | Method::CdSchedule { .. } => {
                 let k = self.cfg.method.k_at(self.state.epoch);
                 let mean = matches!(
@@ -423,7 +429,7 @@ impl<'m> Trainer<'m> {
                 } else {
                     phases::cd(&self.ex, &data, k, mean, &mut rngs)
                 };
-                (Ok((pos, neg)), e, 0.0)
+                (Statistics::Pair(pos, neg), e, 0.0)
             }
             Method::Pcd { k, chains } | Method::Pt { k, chains, .. } => {
                 if self.state.chains.is_empty() {
@@ -454,15 +460,15 @@ impl<'m> Trainer<'m> {
                         &mut chain_rngs,
                     )
                 };
-                (Ok((pos, neg)), f64::NAN, rate)
+                (Statistics::Pair(pos, neg), f64::NAN, rate)
             }
             Method::PseudoLikelihood { sites } => {
                 let (g, o) = phases::flip_objective(&self.ex, &data, sites, false, &mut rngs);
-                (Err(g), o, 0.0)
+                (Statistics::Gradient(g), o, 0.0)
             }
             Method::RatioMatching { sites } => {
                 let (g, o) = phases::flip_objective(&self.ex, &data, sites, true, &mut rngs);
-                (Err(g), o, 0.0)
+                (Statistics::Gradient(g), o, 0.0)
             }
         };
         let hyper = update::Hyper {
@@ -473,8 +479,8 @@ impl<'m> Trainer<'m> {
         };
         // parameters whose step `energy_grad_pair_step` took while summing their gradient
         let mut stepped = Vec::new();
-        let (mut grad, phases) = match pair {
-            Ok((pos, neg)) => {
+        let (mut grad, phases) = match stats {
+            Statistics::Pair(pos, neg) => {
                 let mut grad = std::mem::take(&mut self.grad_buf);
                 if self.fused_step && self.centering.is_none() && self.cfg.sparsity.is_none() {
                     let wanted = update::row_steppable(&self.rules);
@@ -512,7 +518,7 @@ impl<'m> Trainer<'m> {
                 }
                 (grad, Some((pos, neg)))
             }
-            Err(g) => (g, None),
+            Statistics::Gradient(g) => (g, None),
         };
         if let (Some(layout), Some(c)) = (&self.centering, self.cfg.centering) {
             // Melchior et al.'s order: move the offsets towards this batch's positive-phase
