@@ -313,19 +313,18 @@ pub fn acc_rows(
             }
             return;
         }
-        std::thread::scope(|s| {
-            let mut rest = out;
-            for &(a, b) in &parts {
-                let (mine, tail) = rest.split_at_mut((b - a) * n);
-                rest = tail;
-                let acts = &acts[a..b];
-                s.spawn(move || {
-                    for (r, act) in acts.iter().enumerate() {
-                        if let Some(act) = act {
-                            add_rows(&mut mine[r * n..(r + 1) * n], ms, n, act, alpha);
-                        }
-                    }
-                });
+        let mut jobs = Vec::with_capacity(parts.len());
+        let mut rest = out;
+        for &(a, b) in &parts {
+            let (mine, tail) = rest.split_at_mut((b - a) * n);
+            rest = tail;
+            jobs.push((mine, &acts[a..b]));
+        }
+        super::pool::for_each(jobs, |(mine, acts)| {
+            for (r, act) in acts.iter().enumerate() {
+                if let Some(act) = act {
+                    add_rows(&mut mine[r * n..(r + 1) * n], ms, n, act, alpha);
+                }
             }
         });
     }
@@ -372,17 +371,15 @@ pub fn acc_xm_amx(
         super::amx::gemm_exact_a(alpha, x, b, &mut acc.view_mut());
         return;
     }
-    std::thread::scope(|s| {
-        let mut rest = acc.view_mut();
-        for &(lo, hi) in &parts {
-            let (mine, tail) = rest.split_at(ndarray::Axis(0), hi - lo);
-            rest = tail;
-            let xs = x.slice(ndarray::s![lo..hi, ..]);
-            s.spawn(move || {
-                let mut mine = mine;
-                super::amx::gemm_exact_a(alpha, &xs, b, &mut mine)
-            });
-        }
+    let mut jobs = Vec::with_capacity(parts.len());
+    let mut rest = acc.view_mut();
+    for &(lo, hi) in &parts {
+        let (mine, tail) = rest.split_at(ndarray::Axis(0), hi - lo);
+        rest = tail;
+        jobs.push((mine, x.slice(ndarray::s![lo..hi, ..])));
+    }
+    super::pool::for_each(jobs, |(mut mine, xs)| {
+        super::amx::gemm_exact_a(alpha, &xs, b, &mut mine)
     });
 }
 
@@ -451,15 +448,14 @@ pub fn acc_xty(
             outer(out, 0, ka, &acts, ys, kb, w);
             return;
         }
-        std::thread::scope(|s| {
-            let mut rest = out;
-            for &(lo, hi) in &parts {
-                let (mine, tail) = rest.split_at_mut((hi - lo) * kb);
-                rest = tail;
-                let acts = &acts;
-                s.spawn(move || outer(mine, lo, hi, acts, ys, kb, w));
-            }
-        });
+        let mut jobs = Vec::with_capacity(parts.len());
+        let mut rest = out;
+        for &(lo, hi) in &parts {
+            let (mine, tail) = rest.split_at_mut((hi - lo) * kb);
+            rest = tail;
+            jobs.push((mine, lo, hi));
+        }
+        super::pool::for_each(jobs, |(mine, lo, hi)| outer(mine, lo, hi, &acts, ys, kb, w));
         return;
     }
     let wa = ndarray::ArrayView1::from(w);
@@ -655,15 +651,7 @@ impl<'a> XtyRows<'a> {
             }
             return;
         }
-        // the first range on this thread: one spawn fewer a call
-        let mut jobs = self.ranges.iter().zip(chunks);
-        let (&(lo0, hi0), mut c0) = jobs.next().expect("two or more ranges");
-        std::thread::scope(|s| {
-            for (&(lo, hi), mut c) in jobs {
-                let run = &run;
-                s.spawn(move || run(lo, hi, &mut c));
-            }
-            run(lo0, hi0, &mut c0);
-        });
+        let jobs: Vec<_> = self.ranges.iter().zip(chunks).collect();
+        super::pool::for_each(jobs, |(&(lo, hi), mut c)| run(lo, hi, &mut c));
     }
 }

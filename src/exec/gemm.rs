@@ -188,17 +188,18 @@ pub fn sgemm_rows(
         let mut c = c;
         return sgemm_packed(alpha, a, b, beta, &mut c);
     }
-    std::thread::scope(|sc| {
-        let mut rest = c;
-        let mut lo = 0;
-        for t in 0..parts {
-            let hi = ((tiles * (t + 1) / parts) * MR).min(m);
-            let (mut mine, tail) = rest.split_at(ndarray::Axis(0), hi - lo);
-            rest = tail;
-            let a = a.slice(s![lo..hi, ..]);
-            sc.spawn(move || sgemm_packed(alpha, &a, b, beta, &mut mine));
-            lo = hi;
-        }
+    let mut jobs = Vec::with_capacity(parts);
+    let mut rest = c;
+    let mut lo = 0;
+    for t in 0..parts {
+        let hi = ((tiles * (t + 1) / parts) * MR).min(m);
+        let (mine, tail) = rest.split_at(ndarray::Axis(0), hi - lo);
+        rest = tail;
+        jobs.push((mine, a.slice(s![lo..hi, ..])));
+        lo = hi;
+    }
+    super::pool::for_each(jobs, |(mut mine, a)| {
+        sgemm_packed(alpha, &a, b, beta, &mut mine)
     });
 }
 

@@ -92,30 +92,19 @@ pub fn without_amx<R>(f: impl FnOnce() -> R) -> R {
     out
 }
 
-/// `f` on every part, the first on this thread and the others on threads of their own, each
-/// with executor calls capped at `cap` threads; results in part order.
+/// `f` on every part (`pool::for_each`: the first on this thread, the second on the
+/// helper), each with executor calls capped at `cap` threads; results in part order.
 fn par_parts<P: Send, T: Send>(
     parts: &mut [P],
     cap: usize,
     f: impl Fn(&mut P) -> T + Sync,
 ) -> Vec<T> {
-    let f = &f;
-    let Some((first, rest)) = parts.split_first_mut() else {
-        return Vec::new();
-    };
-    std::thread::scope(|s| {
-        let others: Vec<_> = rest
-            .iter_mut()
-            .map(|p| s.spawn(move || with_thread_cap(cap, || f(p))))
-            .collect();
-        let mut out = vec![with_thread_cap(cap, || f(first))];
-        out.extend(
-            others
-                .into_iter()
-                .map(|h| h.join().expect("mean-field part")),
-        );
-        out
-    })
+    let mut out: Vec<Option<T>> = parts.iter().map(|_| None).collect();
+    let jobs: Vec<_> = parts.iter_mut().zip(out.iter_mut()).collect();
+    super::pool::for_each(jobs, |(p, o)| *o = Some(with_thread_cap(cap, || f(p))));
+    out.into_iter()
+        .map(|o| o.expect("every part ran"))
+        .collect()
 }
 
 /// Runs `f` with every executor call on this thread limited to `cap` threads (a caller that

@@ -16,6 +16,7 @@ mod family;
 mod field;
 pub mod gemm;
 pub mod jit;
+pub mod pool;
 pub mod rng;
 mod stats;
 mod sweep;
@@ -293,10 +294,10 @@ fn copy_and_fill(
         outs0.push((*scale, a));
         outs1.push((*scale, b));
     }
-    std::thread::scope(|s| {
-        s.spawn(|| pass(own1, src1, &mut outs1));
-        pass(own0, src0, &mut outs0);
-    });
+    pool::join(
+        || pass(own0, src0, &mut outs0),
+        || pass(own1, src1, &mut outs1),
+    );
 }
 
 /// `build_tables` in place for the terms not `done` (dense tables of linear coefficients

@@ -251,15 +251,8 @@ impl Exec<'_> {
                             row_step(c, i - lo, &gs[i * nb..][..nb]);
                         }
                     };
-                    if let Some((first, rest)) = chunks.split_first_mut() {
-                        std::thread::scope(|s| {
-                            for (c, &(lo, hi)) in rest.iter_mut().zip(&ranges[1..]) {
-                                let run = &run;
-                                s.spawn(move || run(c, lo, hi));
-                            }
-                            run(first, ranges[0].0, ranges[0].1);
-                        });
-                    }
+                    let jobs: Vec<_> = chunks.iter_mut().zip(&ranges).collect();
+                    super::pool::for_each(jobs, |(c, &(lo, hi))| run(c, lo, hi));
                     *self.grad_scratch.lock().expect("scratch") = g.into_raw_vec_and_offset().0;
                 }
                 bad |= chunks.iter().any(|c| c.3);

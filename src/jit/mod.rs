@@ -95,6 +95,13 @@ struct Ptrs<'a>(&'a [*mut f32]);
 unsafe impl Send for Ptrs<'_> {}
 unsafe impl Sync for Ptrs<'_> {}
 
+impl<'a> Ptrs<'a> {
+    /// The pointers (a method, so closures capture the whole `Sync` wrapper).
+    fn get(self) -> &'a [*mut f32] {
+        self.0
+    }
+}
+
 impl JitModule {
     /// Checks and compiles `kernels` into one module. Function `k` is `kernels[k]`.
     pub fn compile(kernels: &[Kernel], cfg: JitConfig) -> Result<Self, CompileKernelError> {
@@ -276,15 +283,10 @@ impl JitModule {
         let ptrs: Vec<*mut f32> = bufs.iter_mut().map(|b| b.as_mut_ptr()).collect();
         let p = Ptrs(&ptrs);
         let f = c.f;
-        std::thread::scope(|s| {
-            for t in 0..threads {
-                let r = ext * t / threads..ext * (t + 1) / threads;
-                s.spawn(move || {
-                    let p = p;
-                    // SAFETY: see `Ptrs`; lengths were checked above.
-                    unsafe { call(f, p.0, rng, r) }
-                });
-            }
+        crate::exec::pool::for_each((0..threads).collect(), |t| {
+            let r = ext * t / threads..ext * (t + 1) / threads;
+            // SAFETY: see `Ptrs`; lengths were checked above.
+            unsafe { call(f, p.get(), rng, r) }
         });
         Ok(())
     }
@@ -345,15 +347,10 @@ impl JitModule {
         }
         let p = Ptrs(&ptrs);
         let f = c.f;
-        std::thread::scope(|s| {
-            for t in 0..threads {
-                let r = ext * t / threads..ext * (t + 1) / threads;
-                s.spawn(move || {
-                    let p = p;
-                    // SAFETY: see `Ptrs`; lengths and access were checked above.
-                    unsafe { call(f, p.0, rng, r) }
-                });
-            }
+        crate::exec::pool::for_each((0..threads).collect(), |t| {
+            let r = ext * t / threads..ext * (t + 1) / threads;
+            // SAFETY: see `Ptrs`; lengths and access were checked above.
+            unsafe { call(f, p.get(), rng, r) }
         });
         Ok(())
     }

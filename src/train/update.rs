@@ -207,11 +207,8 @@ pub fn apply_threads(
             let (p0, p1) = p.split_at_mut(mid);
             let (v0, v1) = v.split_at_mut(mid);
             let (g0, g1) = g.split_at(mid);
-            std::thread::scope(|s| {
-                let other = s.spawn(|| step(p1, v1, g1));
-                let b0 = step(p0, v0, g0);
-                b0 | other.join().expect("update thread")
-            })
+            let (b0, b1) = crate::exec::pool::join(|| step(p0, v0, g0), || step(p1, v1, g1));
+            b0 | b1
         } else {
             step(p, v, g)
         };

@@ -19,6 +19,7 @@ mod interp;
 mod jit;
 mod jitdiff;
 mod mlp;
+mod pool;
 mod pretrain3;
 mod props;
 mod runtime;
