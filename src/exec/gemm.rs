@@ -72,19 +72,20 @@ pub struct PackedB<'a> {
 
 impl<'a> PackedB<'a> {
     pub fn new(b: ArrayView2<'a, f32>) -> Self {
-        Self::new_in(b, Vec::new())
+        Self::new_in(b, Vec::new(), 1)
     }
 
     /// `new`, packing into `buf` (panels of an earlier `B` of the same shape: no fresh pages
-    /// and no clearing, which cost a CD update as much as the packing).
-    pub fn new_in(b: ArrayView2<'a, f32>, buf: Vec<f32>) -> Self {
+    /// and no clearing, which cost a CD update as much as the packing), on up to two threads.
+    pub fn new_in(b: ArrayView2<'a, f32>, buf: Vec<f32>, threads: usize) -> Self {
         let (k, n) = b.dim();
         #[cfg(target_arch = "x86_64")]
         if available() && k > 0 && n > 0 {
             let sb = b.strides();
             // SAFETY: AVX-512F is not needed for packing; the pointer and strides come from
             // an ndarray view, and `pack_all` reads only elements (p, j) < (k, n).
-            let packed = unsafe { avx512::pack_all(k, n, (b.as_ptr(), sb[0], sb[1]), buf) };
+            let packed =
+                unsafe { avx512::pack_all(k, n, (b.as_ptr(), sb[0], sb[1]), buf, threads) };
             return PackedB {
                 src: b,
                 packed: Some(Arc::new(packed)),
@@ -230,24 +231,58 @@ mod avx512 {
     /// Every element addressed by the strides inside `k x n` must be valid.
     /// `out` is reused (`pack_b` writes every element, padding included: a buffer of the
     /// right length is not cleared first).
+    ///
+    /// With `threads >= 2` the blocks are split between this thread and the pool's helper
+    /// (the same bytes: each block is packed alone).
     pub unsafe fn pack_all(
         k: usize,
         n: usize,
         b: (*const f32, isize, isize),
         mut out: Vec<f32>,
+        threads: usize,
     ) -> Vec<f32> {
         out.resize(super::packed_len(k, n), 0.0);
-        let mut at = 0;
+        // (jc, nc, pc, kc, length) of every block, in buffer order
+        let mut blocks = Vec::new();
         for jc in (0..n).step_by(NC) {
             let nc = NC.min(n - jc);
             for pc in (0..k).step_by(KC) {
                 let kc = KC.min(k - pc);
-                let len = nc.div_ceil(NR) * NR * kc;
-                pack_b(&mut out[at..at + len], b, pc, kc, jc, nc);
-                at += len;
+                blocks.push((jc, nc, pc, kc, nc.div_ceil(NR) * NR * kc));
             }
         }
+        let src = Src(b);
+        let pack = |out: &mut [f32], blocks: &[(usize, usize, usize, usize, usize)]| {
+            let b = src.get();
+            let mut at = 0;
+            for &(jc, nc, pc, kc, len) in blocks {
+                // SAFETY: the caller's promise on `b`; `out` holds these blocks.
+                unsafe { pack_b(&mut out[at..at + len], b, pc, kc, jc, nc) };
+                at += len;
+            }
+        };
+        if threads < 2 || blocks.len() < 2 {
+            pack(&mut out, &blocks);
+            return out;
+        }
+        let mid = blocks.len() / 2;
+        let first: usize = blocks[..mid].iter().map(|b| b.4).sum();
+        let (o0, o1) = out.split_at_mut(first);
+        crate::exec::pool::join(|| pack(o0, &blocks[..mid]), || pack(o1, &blocks[mid..]));
         out
+    }
+
+    /// `B`'s pointer and strides, shared by the packing threads (read only).
+    #[derive(Clone, Copy)]
+    struct Src((*const f32, isize, isize));
+    // SAFETY: `pack_all`'s threads only read through it, inside the caller's borrow.
+    unsafe impl Send for Src {}
+    unsafe impl Sync for Src {}
+
+    impl Src {
+        fn get(self) -> (*const f32, isize, isize) {
+            self.0
+        }
     }
 
     /// See [`super::sgemm_packed`]. `a = (ptr, row stride, col stride)`; `pb` is

@@ -427,9 +427,26 @@ impl Exec<'_> {
         match &entry.current {
             Some(panels) => PackedB::reuse(mv, panels.clone()),
             None => {
-                let pb = PackedB::new_in(mv, std::mem::take(&mut entry.spare));
+                let spare = std::mem::take(&mut entry.spare);
+                let pb = PackedB::new_in(mv, spare, self.threads());
                 entry.current = Some(pb.panels());
                 pb
+            }
+        }
+    }
+
+    /// Packs the GEMM panels of the transposed view of every dense table whose `ga` group
+    /// draws from the GEMM now, on the executor's threads: the trainer's half-batch chains,
+    /// capped to one thread each, would otherwise pack on one while the other waits.
+    pub fn prepack_transposed(&self) {
+        if self.backend != Backend::Jit {
+            return;
+        }
+        for (term, lt) in self.lowered.terms.iter().enumerate() {
+            if let (TermKind::Dense { ga, .. }, Some(mat)) = (&lt.kind, &self.tables.mats[term]) {
+                if self.jit.routes[ga.idx()] == Route::Dense {
+                    drop(self.kept_panels(term, true, mat.t()));
+                }
             }
         }
     }

@@ -261,6 +261,7 @@ pub(crate) fn cd_halves(
             crate::exec::jit::without_amx(|| cd_chains(ex, &d, k, mean_visible, &mut r))
         })
     };
+    ex.prepack_transposed();
     let ((p0, n0), (p1, n1)) = crate::exec::pool::join(|| run(0, h), || run(h, m));
     let (pos, neg) = (Batch::stack(&p0, &p1), Batch::stack(&n0, &n1));
     (reconstruction_error(ex, data, &neg), pos, neg)
