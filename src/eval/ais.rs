@@ -402,7 +402,6 @@ pub fn ais_summing(
         let k = ex.lowered.sizes[g.idx()].1;
         sample_into(ex.family(g), &f, k, &mut b.x[g.idx()], None, &mut rngs);
     }
-    let mut log_w = Array1::<f64>::zeros(r);
     let free = vec![false; ex.n_groups()];
     // The weights see only the kept groups, so each transition must be a kernel on their
     // marginal at the current beta: the summed groups have to be drawn afresh given the kept
@@ -423,22 +422,44 @@ pub fn ais_summing(
             ex.gibbs_sweep(b, rngs, clamped, Some(temper));
         }
     };
-    let mut temper = Temper {
-        beta: 0.0,
-        base: base.to_vec(),
-    };
-    for k in 1..betas.len() {
-        let p = parts(ex, &fe, &b, base, &prec);
-        log_w -= &f_at(ex, &p, base, &prec, betas[k]);
-        log_w += &f_at(ex, &p, base, &prec, betas[k - 1]);
-        if k + 1 < betas.len() {
-            temper.beta = betas[k];
-            if pre_draw {
-                sweep(&mut b, &mut rngs, &temper, &kept_clamped);
+    // the runs of `b` through every beta, their log weights (each run is a row, with its
+    // own random stream: a run's path does not depend on the other rows)
+    let anneal = |b: &mut Batch, rngs: &mut Rngs| -> Array1<f64> {
+        let mut log_w = Array1::<f64>::zeros(b.rows());
+        let mut temper = Temper {
+            beta: 0.0,
+            base: base.to_vec(),
+        };
+        for k in 1..betas.len() {
+            let p = parts(ex, &fe, b, base, &prec);
+            log_w -= &f_at(ex, &p, base, &prec, betas[k]);
+            log_w += &f_at(ex, &p, base, &prec, betas[k - 1]);
+            if k + 1 < betas.len() {
+                temper.beta = betas[k];
+                if pre_draw {
+                    sweep(b, rngs, &temper, &kept_clamped);
+                }
+                sweep(b, rngs, &temper, &free);
             }
-            sweep(&mut b, &mut rngs, &temper, &free);
         }
-    }
+        log_w
+    };
+    // every product on its table's AMX split from the first (the route must not depend on
+    // how calls are spread over threads), then the two halves of the runs on a core each
+    ex.split_tables_for_reuse();
+    let log_w = if ex.threads() >= 2 && r >= 2 {
+        let h = r / 2;
+        let (mut b0, mut b1) = (b.slice_rows(0, h), b.slice_rows(h, r));
+        let (mut r0, mut r1) = (rngs.slice_rows(0, h), rngs.slice_rows(h, r));
+        use crate::exec::jit::with_thread_cap;
+        let (w0, w1) = crate::exec::pool::join(
+            || with_thread_cap(1, || anneal(&mut b0, &mut r0)),
+            || with_thread_cap(1, || anneal(&mut b1, &mut r1)),
+        );
+        ndarray::concatenate(ndarray::Axis(0), &[w0.view(), w1.view()]).expect("1-d halves")
+    } else {
+        anneal(&mut b, &mut rngs)
+    };
     let log_w = log_w.to_vec();
     let lza = log_z_base(ex, base, &prec);
     let mx = log_w.iter().cloned().fold(f64::NEG_INFINITY, f64::max);

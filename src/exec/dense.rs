@@ -350,7 +350,7 @@ pub fn amx_size(x: &ArrayView2<f32>, n: usize) -> bool {
 }
 
 /// Multiply-adds a row below which the AMX route does not pay.
-const MIN_AMX_ROW_MACS: usize = 1 << 16;
+pub(crate) const MIN_AMX_ROW_MACS: usize = 1 << 16;
 
 /// `acc += alpha * x · B` on AMX tiles (`x` exact in bf16, `B` split beforehand), rows split
 /// over `threads` in whole tile blocks (results do not depend on the split).

@@ -181,6 +181,20 @@ struct KeptSplit {
     split: Option<Arc<super::amx::SplitB>>,
 }
 
+impl KeptSplit {
+    /// Makes the split current for table view `mv`, refilling the kept one in place.
+    fn refresh(&mut self, mv: ndarray::ArrayView2<f32>) {
+        if self.current {
+            return;
+        }
+        match self.split.as_mut().and_then(Arc::get_mut) {
+            Some(sb) => sb.fill(mv),
+            None => self.split = Some(Arc::new(super::amx::SplitB::new(mv))),
+        }
+        self.current = true;
+    }
+}
+
 /// Packed GEMM panels by (dense term, transposed).
 type KeptPanels = BTreeMap<(usize, bool), Panels>;
 
@@ -384,13 +398,7 @@ impl Exec<'_> {
             {
                 None
             } else {
-                if !entry.current {
-                    match entry.split.as_mut().and_then(Arc::get_mut) {
-                        Some(sb) => sb.fill(mv),
-                        None => entry.split = Some(Arc::new(super::amx::SplitB::new(mv))),
-                    }
-                    entry.current = true;
-                }
+                entry.refresh(mv);
                 entry.split.clone()
             }
         };
@@ -432,6 +440,33 @@ impl Exec<'_> {
                 entry.current = Some(pb.panels());
                 pb
             }
+        }
+    }
+
+    /// Splits, for AMX, every dense table whose products would take the AMX route once the
+    /// table is reused (its transposed view), now: callers that never change the
+    /// parameters (AIS) then get the same route on every call, whichever thread makes it
+    /// first.
+    pub fn split_tables_for_reuse(&self) {
+        if self.backend != Backend::Jit || NO_AMX.with(|c| c.get()) || !super::amx::available() {
+            return;
+        }
+        let mut kept = self.jit.split.lock().expect("amx splits");
+        for (term, lt) in self.lowered.terms.iter().enumerate() {
+            let (TermKind::Dense { .. }, Some(mat)) = (&lt.kind, &self.tables.mats[term]) else {
+                continue;
+            };
+            let mv = mat.t();
+            if mv.nrows() * mv.ncols() < dense::MIN_AMX_ROW_MACS {
+                continue;
+            }
+            kept.entry((term, true))
+                .or_insert_with(|| KeptSplit {
+                    current: false,
+                    calls: 0,
+                    split: None,
+                })
+                .refresh(mv);
         }
     }
 
@@ -582,6 +617,23 @@ impl Exec<'_> {
         if self.module(key).is_none() {
             // compile failure (recorded): the Rust path, same random numbers
             return Pre::Rust(self.tempered_fields(g, b, temper));
+        }
+        if let (Route::Dense, Some(t)) = (route, temper) {
+            // the tempered logit beta (acc + bias) + (1 - beta) base, as beta acc plus a
+            // tempered bias row: the products keep their fast routes
+            let beta = t.beta as f32;
+            let mut acc = self.dense_acc(g, b);
+            acc.mapv_inplace(|a| beta * a);
+            let mut bias: Vec<f32> = self.jit.neg_bias[g.idx()]
+                .iter()
+                .map(|&c| beta * c)
+                .collect();
+            if let Some(base) = &t.base[g.idx()] {
+                bias.iter_mut()
+                    .zip(base)
+                    .for_each(|(c, &u)| *c += (1.0 - beta) * u);
+            }
+            return Pre::Jit { acc, bias };
         }
         if temper.is_none() {
             match route {
