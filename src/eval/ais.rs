@@ -200,7 +200,11 @@ fn parts(
             e_base += &(b.x[g.idx()].mapv(|x| x * x).dot(p) * 0.5).mapv(|x| x as f64);
         }
     }
-    let fields = fe.summed.iter().map(|&g| (g, ex.fields(g, b))).collect();
+    let fields = fe
+        .summed
+        .iter()
+        .map(|&g| (g, ex.tempered_fields(g, b, None)))
+        .collect();
     Parts {
         e_kept,
         e_base,

@@ -531,6 +531,20 @@ impl Exec<'_> {
     }
 
     /// `-X M` summed over the dense terms of `g` (its biases left to the epilogue).
+    /// The logits `acc + bias` of a group of the dense route on the JIT back end (its Rust
+    /// fields' `z`: the group's dense route has no offset and no precision), else `None`.
+    pub(super) fn dense_logits(&self, g: GroupId, b: &Batch) -> Option<Array2<f32>> {
+        if self.backend != Backend::Jit || self.jit.routes[g.idx()] != Route::Dense {
+            return None;
+        }
+        let mut z = self.dense_acc(g, b);
+        let bias = &self.jit.neg_bias[g.idx()];
+        for mut row in z.rows_mut() {
+            row.iter_mut().zip(bias).for_each(|(z, &c)| *z += c);
+        }
+        Some(z)
+    }
+
     fn dense_acc(&self, g: GroupId, b: &Batch) -> Array2<f32> {
         let m = b.rows();
         let n = self.lowered.sizes[g.idx()].0;

@@ -21,8 +21,17 @@ pub struct Temper {
 
 impl Exec<'_> {
     /// `fields(g)` of the tempered energy.
+    /// On the JIT back end a group of the dense route takes the executor's products
+    /// (selected rows, kept GEMM panels, AMX), not the Rust fields' GEMM.
     pub fn tempered_fields(&self, g: GroupId, b: &Batch, temper: Option<&Temper>) -> Fields {
-        let mut f = self.fields(g, b);
+        let mut f = match self.dense_logits(g, b) {
+            Some(z) => Fields {
+                offset: ndarray::Array1::zeros(z.nrows()),
+                z,
+                beta: None,
+            },
+            None => self.fields(g, b),
+        };
         if let Some(t) = temper {
             let beta = t.beta as f32;
             f.z *= beta;
