@@ -21,7 +21,7 @@ pub mod rng;
 mod stats;
 mod sweep;
 
-pub use family::{log_partition, mean_of, sample_from_moments, sample_into};
+pub use family::{log_partition, mean_of, sample_from_moments, sample_into, softplus_sum};
 pub use field::Fields;
 pub use jit::{default_backend, set_default_backend, Backend, Route};
 pub use rng::{Rng, Rngs};
