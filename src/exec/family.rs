@@ -65,8 +65,9 @@ unsafe fn softplus_avx512(x: &[f32; LANES]) -> [f64; LANES] {
 #[inline(always)]
 fn softplus_lanes(x: &[f32; LANES]) -> [f64; LANES] {
     const LOG2E: f64 = std::f64::consts::LOG2_E;
-    const LN2_HI: f64 = 6.931_471_803_691_238_2e-1;
-    const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
+    // ln 2 in two parts (fdlibm's): `n * LN2_HI` is exact for the `n` that occur
+    const LN2_HI: f64 = f64::from_bits(0x3FE6_2E42_FEE0_0000);
+    const LN2_LO: f64 = f64::from_bits(0x3DEA_39EF_3579_3C76);
     let mut out = [0.0f64; LANES];
     for (o, &xf) in out.iter_mut().zip(x) {
         let x = xf as f64;
