@@ -382,7 +382,7 @@ impl JitModule {
             return Ok(());
         }
         let p = Ptrs(&ptrs);
-        let barrier = std::sync::Barrier::new(threads);
+        let barrier = crate::exec::pool::SpinBarrier::new(threads);
         std::thread::scope(|s| {
             for t in 0..threads {
                 let barrier = &barrier;

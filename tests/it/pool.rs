@@ -1,6 +1,6 @@
 //! The executor's helper thread (`exec::pool`): both halves run, results come back in
 //! order, panics reach the caller only after both halves finished, and nested or concurrent
-//! splits fall back to scoped threads instead of waiting.
+//! splits fall back to scoped threads instead of waiting; the spin barrier orders rounds.
 
 use ebmc::exec::pool::{for_each, join};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -86,4 +86,28 @@ fn a_panic_in_either_half_reaches_the_caller_after_both_finished() {
     }
     // the helper still serves after a panic
     assert_eq!(join(|| 1, || 2), (1, 2));
+}
+
+#[test]
+fn spin_barrier_orders_rounds() {
+    use ebmc::exec::pool::SpinBarrier;
+    let n = 3;
+    let barrier = SpinBarrier::new(n);
+    let slots: Vec<AtomicUsize> = (0..n).map(|_| AtomicUsize::new(0)).collect();
+    std::thread::scope(|s| {
+        for t in 0..n {
+            let (barrier, slots) = (&barrier, &slots);
+            s.spawn(move || {
+                for round in 1..=2000 {
+                    slots[t].store(round, Ordering::Relaxed);
+                    barrier.wait();
+                    // every thread wrote this round before anyone passed
+                    for slot in slots {
+                        assert_eq!(slot.load(Ordering::Relaxed), round);
+                    }
+                    barrier.wait();
+                }
+            });
+        }
+    });
 }
