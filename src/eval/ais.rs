@@ -452,14 +452,9 @@ pub fn ais_summing(
     // how calls are spread over threads), then the two halves of the runs on a core each
     ex.split_tables_for_reuse();
     let log_w = if ex.threads() >= 2 && r >= 2 {
-        let h = r / 2;
-        let (mut b0, mut b1) = (b.slice_rows(0, h), b.slice_rows(h, r));
-        let (mut r0, mut r1) = (rngs.slice_rows(0, h), rngs.slice_rows(h, r));
-        use crate::exec::jit::with_thread_cap;
-        let (w0, w1) = crate::exec::pool::join(
-            || with_thread_cap(1, || anneal(&mut b0, &mut r0)),
-            || with_thread_cap(1, || anneal(&mut b1, &mut r1)),
-        );
+        let (w0, w1) = crate::exec::jit::on_halves(r, |lo, hi| {
+            anneal(&mut b.slice_rows(lo, hi), &mut rngs.slice_rows(lo, hi))
+        });
         ndarray::concatenate(ndarray::Axis(0), &[w0.view(), w1.view()]).expect("1-d halves")
     } else {
         anneal(&mut b, &mut rngs)

@@ -257,6 +257,22 @@ fn outer(dst: &mut [f32], lo: usize, hi: usize, acts: &[Vec<u32>], y: &[f32], n:
     outer_body(dst, lo, hi, acts, y, n, w)
 }
 
+/// `buf` (rows of `width`) cut at the row `ranges` (consecutive, from row 0): one mutable
+/// chunk per range, for the threads of a row split.
+pub(crate) fn row_chunks<'a, T>(
+    mut buf: &'a mut [T],
+    ranges: &[(usize, usize)],
+    width: usize,
+) -> Vec<&'a mut [T]> {
+    let mut chunks = Vec::with_capacity(ranges.len());
+    for &(lo, hi) in ranges {
+        let (mine, tail) = buf.split_at_mut((hi - lo) * width);
+        buf = tail;
+        chunks.push(mine);
+    }
+    chunks
+}
+
 pub(crate) fn split(n: usize, parts: usize) -> Vec<(usize, usize)> {
     (0..parts)
         .map(|t| (n * t / parts, n * (t + 1) / parts))
@@ -313,13 +329,11 @@ pub fn acc_rows(
             }
             return;
         }
-        let mut jobs = Vec::with_capacity(parts.len());
-        let mut rest = out;
-        for &(a, b) in &parts {
-            let (mine, tail) = rest.split_at_mut((b - a) * n);
-            rest = tail;
-            jobs.push((mine, &acts[a..b]));
-        }
+        let jobs: Vec<_> = row_chunks(out, &parts, n)
+            .into_iter()
+            .zip(&parts)
+            .map(|(mine, &(a, b))| (mine, &acts[a..b]))
+            .collect();
         super::pool::for_each(jobs, |(mine, acts)| {
             for (r, act) in acts.iter().enumerate() {
                 if let Some(act) = act {
@@ -346,11 +360,16 @@ pub fn prefers_amx(x: &ArrayView2<f32>, n: usize, rows_ok: bool) -> bool {
 /// the work of one row: the route must not depend on how many rows a call covers), and the
 /// tile units are there.
 pub fn amx_size(x: &ArrayView2<f32>, n: usize) -> bool {
-    x.ncols() * n >= MIN_AMX_ROW_MACS && super::amx::available()
+    amx_row_size(x.ncols(), n)
+}
+
+/// `amx_size` for a product of a `k`-long row by a `k x n` table.
+pub(crate) fn amx_row_size(k: usize, n: usize) -> bool {
+    k * n >= MIN_AMX_ROW_MACS && super::amx::available()
 }
 
 /// Multiply-adds a row below which the AMX route does not pay.
-pub(crate) const MIN_AMX_ROW_MACS: usize = 1 << 16;
+const MIN_AMX_ROW_MACS: usize = 1 << 16;
 
 /// `acc += alpha * x · B` on AMX tiles (`x` exact in bf16, `B` split beforehand), rows split
 /// over `threads` in whole tile blocks (results do not depend on the split).
@@ -448,14 +467,13 @@ pub fn acc_xty(
             outer(out, 0, ka, &acts, ys, kb, w);
             return;
         }
-        let mut jobs = Vec::with_capacity(parts.len());
-        let mut rest = out;
-        for &(lo, hi) in &parts {
-            let (mine, tail) = rest.split_at_mut((hi - lo) * kb);
-            rest = tail;
-            jobs.push((mine, lo, hi));
-        }
-        super::pool::for_each(jobs, |(mine, lo, hi)| outer(mine, lo, hi, &acts, ys, kb, w));
+        let jobs: Vec<_> = row_chunks(out, &parts, kb)
+            .into_iter()
+            .zip(&parts)
+            .collect();
+        super::pool::for_each(jobs, |(mine, &(lo, hi))| {
+            outer(mine, lo, hi, &acts, ys, kb, w)
+        });
         return;
     }
     let wa = ndarray::ArrayView1::from(w);
@@ -563,14 +581,7 @@ pub fn xty_sparse<'a>(
     };
     assert_eq!(out.len(), rows.ka * rows.kb, "gradient shape");
     let kb = rows.kb;
-    let mut chunks = Vec::new();
-    let mut rest = out;
-    for &(lo, hi) in &rows.ranges {
-        let (mine, tail) = rest.split_at_mut((hi - lo) * kb);
-        rest = tail;
-        chunks.push(mine);
-    }
-    rows.run(chunks, |o, i, row| {
+    rows.run(row_chunks(out, &rows.ranges, kb), |o, i, row| {
         let o = &mut o[i * kb..][..kb];
         if assign {
             o.iter_mut()

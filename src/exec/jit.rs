@@ -117,6 +117,17 @@ pub fn with_thread_cap<R>(cap: usize, f: impl FnOnce() -> R) -> R {
     out
 }
 
+/// `(f(0, m / 2), f(m / 2, m))`, the two halves of a batch's rows on a core each
+/// (`pool::join`), executor calls inside capped to one thread: for work whose every quantity
+/// is per row (the trainer's CD chains, AIS runs), so the result is the whole batch's.
+pub fn on_halves<T: Send>(m: usize, f: impl Fn(usize, usize) -> T + Sync) -> (T, T) {
+    let h = m / 2;
+    super::pool::join(
+        || with_thread_cap(1, || f(0, h)),
+        || with_thread_cap(1, || f(h, m)),
+    )
+}
+
 /// Worker threads an executor uses: `EBMC_THREADS`, else the machine's cores.
 pub fn default_threads() -> usize {
     std::env::var("EBMC_THREADS")
@@ -173,6 +184,7 @@ pub(super) struct JitState {
 type KeptSplits = BTreeMap<(usize, bool), KeptSplit>;
 
 /// A table's AMX split, refilled in place when stale (fresh pages cost more than the split).
+#[derive(Default)]
 struct KeptSplit {
     /// whether `split` matches the current tables
     current: bool,
@@ -386,11 +398,7 @@ impl Exec<'_> {
             None
         } else {
             let mut kept = self.jit.split.lock().expect("amx splits");
-            let entry = kept.entry((term, transposed)).or_insert_with(|| KeptSplit {
-                current: false,
-                calls: 0,
-                split: None,
-            });
+            let entry = kept.entry((term, transposed)).or_default();
             entry.calls += 1;
             // the operand scan only when the split would be used
             if (!entry.current && entry.calls < 2)
@@ -457,16 +465,9 @@ impl Exec<'_> {
                 continue;
             };
             let mv = mat.t();
-            if mv.nrows() * mv.ncols() < dense::MIN_AMX_ROW_MACS {
-                continue;
+            if dense::amx_row_size(mv.nrows(), mv.ncols()) {
+                kept.entry((term, true)).or_default().refresh(mv);
             }
-            kept.entry((term, true))
-                .or_insert_with(|| KeptSplit {
-                    current: false,
-                    calls: 0,
-                    split: None,
-                })
-                .refresh(mv);
         }
     }
 

@@ -17,22 +17,19 @@ type RowChunk<'a> = (&'a mut [f64], &'a mut [f64], &'a mut [f32], bool);
 
 /// `p`, `v`, `t` cut at the row `ranges` (rows of `n`).
 fn row_chunks<'a>(
-    mut p: &'a mut [f64],
-    mut v: &'a mut [f64],
-    mut t: &'a mut [f32],
+    p: &'a mut [f64],
+    v: &'a mut [f64],
+    t: &'a mut [f32],
     ranges: &[(usize, usize)],
     n: usize,
 ) -> Vec<RowChunk<'a>> {
-    let mut chunks = Vec::with_capacity(ranges.len());
-    for &(lo, hi) in ranges {
-        let len = (hi - lo) * n;
-        let (p0, p1) = p.split_at_mut(len);
-        let (v0, v1) = v.split_at_mut(len);
-        let (t0, t1) = t.split_at_mut(len);
-        (p, v, t) = (p1, v1, t1);
-        chunks.push((p0, v0, t0, false));
-    }
-    chunks
+    use super::dense::row_chunks as cut;
+    cut(p, ranges, n)
+        .into_iter()
+        .zip(cut(v, ranges, n))
+        .zip(cut(t, ranges, n))
+        .map(|((p, v), t)| (p, v, t, false))
+        .collect()
 }
 
 /// `step(k, values, velocities, g, scale)` of `RowStep`.

@@ -252,17 +252,13 @@ pub(crate) fn cd_halves(
     mean_visible: bool,
     rngs: &mut Rngs,
 ) -> (f64, Batch, Batch) {
-    let m = data.rows();
-    let h = m / 2;
-    let run = |lo: usize, hi: usize| {
+    ex.prepack_transposed();
+    let rngs = &*rngs;
+    let ((p0, n0), (p1, n1)) = crate::exec::jit::on_halves(data.rows(), |lo, hi| {
         let d = data.slice_rows(lo, hi);
         let mut r = rngs.slice_rows(lo, hi);
-        crate::exec::jit::with_thread_cap(1, || {
-            crate::exec::jit::without_amx(|| cd_chains(ex, &d, k, mean_visible, &mut r))
-        })
-    };
-    ex.prepack_transposed();
-    let ((p0, n0), (p1, n1)) = crate::exec::pool::join(|| run(0, h), || run(h, m));
+        crate::exec::jit::without_amx(|| cd_chains(ex, &d, k, mean_visible, &mut r))
+    });
     let (pos, neg) = (Batch::stack(&p0, &p1), Batch::stack(&n0, &n1));
     (reconstruction_error(ex, data, &neg), pos, neg)
 }
