@@ -4,8 +4,11 @@
 //! polynomial for `e^r` on `|r| <= ln2 / 2`, and `2^n` built in the exponent bits. Max error
 //! about 2 ulp on the clamped range; inputs are clamped so that `2^n` stays normal.
 //!
-//! Invariant: every operation here is one IEEE f32 operation in the order the JIT emits it
-//! (no fused multiply-add), so results are reproducible across back ends.
+//! Invariant: every operation here is one IEEE f32 operation in the order the JIT emits it,
+//! so results are reproducible across back ends. The reduction and the polynomial are fused
+//! multiply-adds (`mul_add` is exactly rounded everywhere: one `vfmadd` in generated code,
+//! the same instruction or libm's `fmaf` here), a third fewer operations than separate
+//! multiplies and adds, and no less accurate.
 
 pub const EXP_HI: f32 = 88.3;
 pub const EXP_LO: f32 = -87.3;
@@ -31,14 +34,14 @@ pub fn exp(x: f32) -> f32 {
         x.clamp(EXP_LO, EXP_HI)
     };
     let n = (x * LOG2E).round_ties_even();
-    let r = x - n * LN2_HI;
-    let r = r - n * LN2_LO;
+    let r = (-n).mul_add(LN2_HI, x);
+    let r = (-n).mul_add(LN2_LO, r);
     let mut p = EXP_POLY[0];
     for &c in &EXP_POLY[1..] {
-        p = p * r + c;
+        p = p.mul_add(r, c);
     }
     let r2 = r * r;
-    let y = p * r2 + r + 1.0;
+    let y = p.mul_add(r2, r) + 1.0;
     // n is an integer in [-126, 127], so this is exact (the JIT builds it from n's bits)
     let scale = f32::from_bits(((n as i32 + 127) << 23) as u32);
     y * scale

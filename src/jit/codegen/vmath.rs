@@ -18,26 +18,25 @@ impl Gen<'_, '_> {
         // compare-and-select, not fmin/fmax: x86 needs long NaN-exact sequences for those
         let below = self.b.ins().fcmp(FloatCC::LessThan, x, lo);
         let x = self.choose(below, lo, x);
-        let above = self.b.ins().fcmp(FloatCC::GreaterThan, x, hi);
+        // `hi < x`, not `x > hi`: the same select, in the operand order Cranelift lowers to
+        // one `minps` (as the clamp from below lowers to one `maxps`)
+        let above = self.b.ins().fcmp(FloatCC::LessThan, hi, x);
         let x = self.choose(above, hi, x);
         let l2e = self.fconst(mathf::LOG2E);
         let t = self.b.ins().fmul(x, l2e);
         let n = self.b.ins().nearest(t);
+        let nn = self.b.ins().fneg(n);
         let c1 = self.fconst(mathf::LN2_HI);
         let c2 = self.fconst(mathf::LN2_LO);
-        let t1 = self.b.ins().fmul(n, c1);
-        let r = self.b.ins().fsub(x, t1);
-        let t2 = self.b.ins().fmul(n, c2);
-        let r = self.b.ins().fsub(r, t2);
+        let r = self.b.ins().fma(nn, c1, x);
+        let r = self.b.ins().fma(nn, c2, r);
         let mut p = self.fconst(mathf::EXP_POLY[0]);
         for &c in &mathf::EXP_POLY[1..] {
             let cc = self.fconst(c);
-            let pr = self.b.ins().fmul(p, r);
-            p = self.b.ins().fadd(pr, cc);
+            p = self.b.ins().fma(p, r, cc);
         }
         let r2 = self.b.ins().fmul(r, r);
-        let y = self.b.ins().fmul(p, r2);
-        let y = self.b.ins().fadd(y, r);
+        let y = self.b.ins().fma(p, r2, r);
         let one = self.fconst(1.0);
         let y = self.b.ins().fadd(y, one);
         // n is an integer in [-126, 127]: n + 1.5 * 2^23 holds it in the low mantissa bits,
