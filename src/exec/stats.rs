@@ -200,6 +200,8 @@ impl Exec<'_> {
         let wa = vec![(sa / a.rows().max(1) as f64) as f32; a.rows()];
         let wb = vec![(sb / b.rows().max(1) as f64) as f32; b.rows()];
         let threads = self.threads();
+        // the terms stepped here, with their tables taken out for the step to write
+        let mut fused = Vec::new();
         for t in 0..self.lowered.terms.len() {
             let lt = &self.lowered.terms[t];
             let (TermKind::Dense { ga, gb, .. }, Some(l)) = (&lt.kind, lt.coef.linear) else {
@@ -209,55 +211,80 @@ impl Exec<'_> {
             if !(sole[k] && step.wanted[k] && !self.read_by_nonlinear[k]) {
                 continue;
             }
-            let (ga, gb) = (ga.idx(), gb.idx());
-            let Some(mut table) = self.tables.mats[t].take() else {
+            let fits = self.tables.mats[t]
+                .as_ref()
+                .is_some_and(|m| m.len() == step.params[k].len() && m.is_standard_layout());
+            if !fits || done[k] {
                 continue;
+            }
+            let table = self.tables.mats[t].take().expect("checked");
+            done[k] = true;
+            fused.push((t, k, l.scale, ga.idx(), gb.idx(), table));
+        }
+        let ops: Vec<[_; 2]> = fused
+            .iter()
+            .map(|&(_, _, _, ga, gb, _)| {
+                [
+                    (a.x[ga].view(), a.x[gb].view(), &wa[..]),
+                    (b.x[ga].view(), b.x[gb].view(), &wb[..]),
+                ]
+            })
+            .collect();
+        // the selected-rows lists of the stepped terms and the other parameters' gradients
+        // (the biases) are independent: on a core each (they were 4 % of a 2-thread CD
+        // update, on one core while the other waited)
+        let this = &*self;
+        let lists = || {
+            ops.iter()
+                .map(|o| super::dense::XtyRows::new(o, threads))
+                .collect::<Vec<_>>()
+        };
+        let mut rest = || this.pair_rest(a, sa, b, sb, grads, &sole, &done);
+        let rows = if threads >= 2 {
+            super::pool::join(lists, rest).0
+        } else {
+            rest();
+            lists()
+        };
+        for ((t, k, scale, _, _, mut table), (ops, rows)) in
+            fused.into_iter().zip(ops.iter().zip(rows))
+        {
+            let (na, nb) = table.dim();
+            let ts = table.as_slice_mut().expect("standard layout");
+            let (p, v) = (&mut step.params[k][..], &mut step.velocity[k][..]);
+            let f = step.step;
+            let row_step = |c: &mut RowChunk, i: usize, g: &[f32]| {
+                let n = g.len();
+                let (p, v) = (&mut c.0[i * n..][..n], &mut c.1[i * n..][..n]);
+                c.3 |= f(k, p, v, g, scale);
+                for (t, &x) in c.2[i * n..][..n].iter_mut().zip(p.iter()) {
+                    *t = (scale * x) as f32;
+                }
             };
-            let ops = [
-                (a.x[ga].view(), a.x[gb].view(), &wa[..]),
-                (b.x[ga].view(), b.x[gb].view(), &wb[..]),
-            ];
-            let fits = table.len() == step.params[k].len() && table.is_standard_layout();
-            if fits {
-                let (na, nb) = table.dim();
-                let ts = table.as_slice_mut().expect("standard layout");
-                let (p, v) = (&mut step.params[k][..], &mut step.velocity[k][..]);
-                let f = step.step;
-                let row_step = |c: &mut RowChunk, i: usize, g: &[f32]| {
-                    let n = g.len();
-                    let (p, v) = (&mut c.0[i * n..][..n], &mut c.1[i * n..][..n]);
-                    c.3 |= f(k, p, v, g, l.scale);
-                    for (t, &x) in c.2[i * n..][..n].iter_mut().zip(p.iter()) {
-                        *t = (l.scale * x) as f32;
+            let mut chunks;
+            if let Some(rows) = rows {
+                // sparse 0/1 states: rows summed in L1 and stepped there
+                chunks = row_chunks(p, v, ts, &rows.ranges, rows.kb);
+                rows.run(chunks.iter_mut().collect(), |c, i, g| row_step(c, i, g));
+            } else {
+                // the f32 table of `grad_parts`' dense route, stepped row by row
+                let g = self.grad_table(ops, na, nb);
+                let parts = if g.len() >= 1 << 16 { threads } else { 1 };
+                let ranges = super::dense::split(na, parts);
+                chunks = row_chunks(p, v, ts, &ranges, nb);
+                let gs = g.as_slice().expect("standard layout");
+                let run = |c: &mut RowChunk, lo: usize, hi: usize| {
+                    for i in lo..hi {
+                        row_step(c, i - lo, &gs[i * nb..][..nb]);
                     }
                 };
-                let mut chunks;
-                if let Some(rows) = super::dense::XtyRows::new(&ops, threads) {
-                    // sparse 0/1 states: rows summed in L1 and stepped there
-                    chunks = row_chunks(p, v, ts, &rows.ranges, rows.kb);
-                    rows.run(chunks.iter_mut().collect(), |c, i, g| row_step(c, i, g));
-                } else {
-                    // the f32 table of `grad_parts`' dense route, stepped row by row
-                    let g = self.grad_table(&ops, na, nb);
-                    let parts = if g.len() >= 1 << 16 { threads } else { 1 };
-                    let ranges = super::dense::split(na, parts);
-                    chunks = row_chunks(p, v, ts, &ranges, nb);
-                    let gs = g.as_slice().expect("standard layout");
-                    let run = |c: &mut RowChunk, lo: usize, hi: usize| {
-                        for i in lo..hi {
-                            row_step(c, i - lo, &gs[i * nb..][..nb]);
-                        }
-                    };
-                    let jobs: Vec<_> = chunks.iter_mut().zip(&ranges).collect();
-                    super::pool::for_each(jobs, |(c, &(lo, hi))| run(c, lo, hi));
-                    *self.grad_scratch.lock().expect("scratch") = g.into_raw_vec_and_offset().0;
-                }
-                bad |= chunks.iter().any(|c| c.3);
-                done[k] = true;
+                let jobs: Vec<_> = chunks.iter_mut().zip(&ranges).collect();
+                super::pool::for_each(jobs, |(c, &(lo, hi))| run(c, lo, hi));
+                *self.grad_scratch.lock().expect("scratch") = g.into_raw_vec_and_offset().0;
             }
+            bad |= chunks.iter().any(|c| c.3);
             self.tables.mats[t] = Some(table);
         }
-        self.pair_rest(a, sa, b, sb, grads, &sole, &done);
         (done, bad)
     }
 

@@ -1120,3 +1120,43 @@ fn vector_softplus_matches_libm() {
         );
     }
 }
+
+// ---------------------------------------------------------------- batch plumbing
+
+/// `Batch::stack_two` (the 2-thread CD's stacking, copies on two cores) is `Batch::stack`
+/// twice: every group, second moments where both halves have them, uneven halves.
+#[test]
+fn stack_two_is_stack_twice() {
+    let mut g = StdRng::seed_from_u64(3);
+    let mut arr = |r: usize, c: usize| Array2::from_shape_fn((r, c), |_| g.gen::<f32>());
+    for (ra, rb) in [(3, 4), (50, 50), (1, 0), (0, 2)] {
+        let mut half = |rows: usize, sq: [bool; 3]| Batch {
+            x: vec![arr(rows, 5), arr(rows, 1), arr(rows, 7)],
+            sq: sq
+                .iter()
+                .map(|&s| s.then(|| arr(rows, [5, 1, 7][0])))
+                .collect(),
+        };
+        let (a0, a1) = (half(ra, [true, false, true]), half(rb, [true, true, false]));
+        let (b0, b1) = (half(ra, [false; 3]), half(rb, [false; 3]));
+        let (a, b) = Batch::stack_two(&a0, &a1, &b0, &b1);
+        assert_eq!(a, Batch::stack(&a0, &a1));
+        assert_eq!(b, Batch::stack(&b0, &b1));
+        assert!(a.sq[0].is_some() && a.sq[1].is_none() && a.sq[2].is_none());
+    }
+}
+
+/// `gather_rows` copies the indexed rows (repeats, any order, a transposed source).
+#[test]
+fn gather_rows_copies_the_indexed_rows() {
+    let mut g = StdRng::seed_from_u64(4);
+    let x = Array2::from_shape_fn((9, 6), |_| g.gen::<f32>());
+    let idx = [4, 0, 4, 5, 2];
+    for src in [x.view(), x.t()] {
+        let got = ebmc::runtime::batch::gather_rows(src, &idx);
+        assert_eq!(got.dim(), (idx.len(), src.ncols()));
+        for (r, &i) in idx.iter().enumerate() {
+            assert_eq!(got.row(r), src.row(i));
+        }
+    }
+}
