@@ -1128,7 +1128,7 @@ fn vector_softplus_matches_libm() {
 #[test]
 fn stack_two_is_stack_twice() {
     let mut g = StdRng::seed_from_u64(3);
-    let mut arr = |r: usize, c: usize| Array2::from_shape_fn((r, c), |_| g.gen::<f32>());
+    let mut arr = |r: usize, c: usize| Array2::from_shape_fn((r, c), |_| g.random::<f32>());
     for (ra, rb) in [(3, 4), (50, 50), (1, 0), (0, 2)] {
         let mut half = |rows: usize, sq: [bool; 3]| Batch {
             x: vec![arr(rows, 5), arr(rows, 1), arr(rows, 7)],
@@ -1150,7 +1150,7 @@ fn stack_two_is_stack_twice() {
 #[test]
 fn gather_rows_copies_the_indexed_rows() {
     let mut g = StdRng::seed_from_u64(4);
-    let x = Array2::from_shape_fn((9, 6), |_| g.gen::<f32>());
+    let x = Array2::from_shape_fn((9, 6), |_| g.random::<f32>());
     let idx = [4, 0, 4, 5, 2];
     for src in [x.view(), x.t()] {
         let got = ebmc::runtime::batch::gather_rows(src, &idx);
