@@ -257,6 +257,30 @@ fn outer(dst: &mut [f32], lo: usize, hi: usize, acts: &[Vec<u32>], y: &[f32], n:
     outer_body(dst, lo, hi, acts, y, n, w)
 }
 
+/// `dst[i] = (scale * src[i]) as f32`: an f64 parameter row into its f32 table. Built for
+/// wider vectors where the CPU has them (the baseline build converts two lanes at a time);
+/// the same numbers in every build.
+pub(crate) fn scaled_f32(dst: &mut [f32], src: &[f64], scale: f64) {
+    #[inline(always)]
+    fn body(dst: &mut [f32], src: &[f64], scale: f64) {
+        for (d, &x) in dst.iter_mut().zip(src) {
+            *d = (scale * x) as f32;
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f")]
+        unsafe fn avx512(dst: &mut [f32], src: &[f64], scale: f64) {
+            body(dst, src, scale)
+        }
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has the feature the function was compiled for.
+            return unsafe { avx512(dst, src, scale) };
+        }
+    }
+    body(dst, src, scale)
+}
+
 /// `buf` (rows of `width`) cut at the row `ranges` (consecutive, from row 0): one mutable
 /// chunk per range, for the threads of a row split.
 pub(crate) fn row_chunks<'a, T>(

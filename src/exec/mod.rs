@@ -376,9 +376,7 @@ fn copy_and_fill(
             own.copy_from_slice(src);
         }
         for (scale, out) in outs.iter_mut() {
-            for (d, &x) in out.iter_mut().zip(src) {
-                *d = (*scale * x) as f32;
-            }
+            dense::scaled_f32(out, src, *scale);
         }
     }
     let own = own.map(|o| o.as_mut_slice());

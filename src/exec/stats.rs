@@ -257,9 +257,7 @@ impl Exec<'_> {
                 let n = g.len();
                 let (p, v) = (&mut c.0[i * n..][..n], &mut c.1[i * n..][..n]);
                 c.3 |= f(k, p, v, g, scale);
-                for (t, &x) in c.2[i * n..][..n].iter_mut().zip(p.iter()) {
-                    *t = (scale * x) as f32;
-                }
+                super::dense::scaled_f32(&mut c.2[i * n..][..n], p, scale);
             };
             let mut chunks;
             if let Some(rows) = rows {

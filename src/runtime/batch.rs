@@ -230,9 +230,12 @@ pub fn gather_rows(x: ArrayView2<f32>, indices: &[usize]) -> Array2<f32> {
     for (mut o, &i) in out.rows_mut().into_iter().zip(indices) {
         let src = x.row(i);
         match (o.as_slice_mut(), src.to_slice()) {
-            (Some(o), Some(r)) => o.iter_mut().zip(r).for_each(|(d, &v)| {
-                d.write(v);
-            }),
+            (Some(o), Some(r)) => {
+                assert_eq!(o.len(), r.len(), "row length");
+                // SAFETY: `o` and `r` are distinct buffers of `r.len()` elements, and
+                // `MaybeUninit<f32>` has the layout of `f32`
+                unsafe { std::ptr::copy_nonoverlapping(r.as_ptr(), o.as_mut_ptr().cast(), r.len()) }
+            }
             (_, _) => o.iter_mut().zip(src.iter()).for_each(|(d, &v)| {
                 d.write(v);
             }),

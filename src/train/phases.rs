@@ -238,14 +238,32 @@ fn row_errors(ex: &Exec, data: &Batch, neg: &Batch) -> Vec<f64> {
     for g in groups_with(ex, Role::Visible) {
         let (d, n) = (&data.x[g.idx()], &neg.x[g.idx()]);
         for ((e, d), n) in err.iter_mut().zip(d.rows()).zip(n.rows()) {
-            let mut lanes = [0.0f64; 8];
-            for (j, (&a, &b)) in d.iter().zip(n.iter()).enumerate() {
-                lanes[j % 8] += ((a - b) * (a - b)) as f64;
-            }
-            *e += lanes.iter().sum::<f64>();
+            *e += match (d.to_slice(), n.to_slice()) {
+                (Some(d), Some(n)) => squared_distance(d, n),
+                _ => squared_distance(&d.to_vec(), &n.to_vec()),
+            };
         }
     }
     err
+}
+
+/// `sum_j (a_j - b_j)^2` (f32 differences, f64 sums): eight running sums, lane `l` taking
+/// the elements `j = l mod 8`, added in lane order at the end.
+fn squared_distance(a: &[f32], b: &[f32]) -> f64 {
+    let mut lanes = [0.0f64; 8];
+    let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ar, br) = (ac.remainder(), bc.remainder());
+    for (x, y) in ac.zip(bc) {
+        for l in 0..8 {
+            let t = x[l] - y[l];
+            lanes[l] += (t * t) as f64;
+        }
+    }
+    for (l, (x, y)) in ar.iter().zip(br).enumerate() {
+        let t = x - y;
+        lanes[l] += (t * t) as f64;
+    }
+    lanes.iter().sum()
 }
 
 /// The mean of `xs`, summed in order.

@@ -130,6 +130,31 @@ pub fn step_row(
     scale: f64,
 ) -> bool {
     let lambda = if r.decayed { h.weight_decay } else { 0.0 };
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU has the feature the function was compiled for.
+        return unsafe { step_row_avx512(h, lambda, p, v, g, scale) };
+    }
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: as above.
+        return unsafe { step_row_avx2(h, lambda, p, v, g, scale) };
+    }
+    step_row_body(h, lambda, p, v, g, scale)
+}
+
+/// `step_row`'s loop. Built for wider vectors where the CPU has them: the baseline build
+/// runs it two f64 lanes at a time, and it was 11 % of a CD update. No multiply-add is
+/// contracted (Rust never fuses implicitly), so every build gives the same numbers.
+#[inline(always)]
+fn step_row_body(
+    h: Hyper,
+    lambda: f64,
+    p: &mut [f64],
+    v: &mut [f64],
+    g: &[f32],
+    scale: f64,
+) -> bool {
     let mut bad = false;
     for ((p, v), &g) in p.iter_mut().zip(v.iter_mut()).zip(g) {
         *v = h.momentum * *v + h.lr * (scale * g as f64 - lambda * *p);
@@ -137,6 +162,32 @@ pub fn step_row(
         bad |= !(p.is_finite() && p.abs() <= h.max_abs);
     }
     bad
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn step_row_avx512(
+    h: Hyper,
+    lambda: f64,
+    p: &mut [f64],
+    v: &mut [f64],
+    g: &[f32],
+    scale: f64,
+) -> bool {
+    step_row_body(h, lambda, p, v, g, scale)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn step_row_avx2(
+    h: Hyper,
+    lambda: f64,
+    p: &mut [f64],
+    v: &mut [f64],
+    g: &[f32],
+    scale: f64,
+) -> bool {
+    step_row_body(h, lambda, p, v, g, scale)
 }
 
 /// The divergence of the first parameter among `which` holding a bad value (after a
