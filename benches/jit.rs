@@ -469,18 +469,32 @@ fn bench_trainer(data: &[Array2<f32>]) {
     )
     .expect("concat");
     let n = all.nrows() as f64;
-    for (backend, threads) in [(Backend::Interp, 1), (Backend::Jit, 1), (Backend::Jit, 2)] {
-        let name = match backend {
-            Backend::Jit => format!("rbm784x500_cd1/ebmc_train_jit/threads={threads}"),
-            Backend::Interp => format!("rbm784x500_cd1/ebmc_train_interp/threads={threads}"),
+    // the trainer's defaults (momentum 0.5 -> 0.9, weight decay), and `sgd`: the peers'
+    // optimiser (plain SGD, learning rate 0.05, no momentum, no weight decay)
+    for (backend, threads, sgd) in [
+        (Backend::Interp, 1, false),
+        (Backend::Jit, 1, false),
+        (Backend::Jit, 2, false),
+        (Backend::Jit, 1, true),
+        (Backend::Jit, 2, true),
+    ] {
+        let name = match (backend, sgd) {
+            (Backend::Jit, false) => format!("rbm784x500_cd1/ebmc_train_jit/threads={threads}"),
+            (Backend::Jit, true) => format!("rbm784x500_cd1/ebmc_train_jit_sgd/threads={threads}"),
+            (Backend::Interp, _) => format!("rbm784x500_cd1/ebmc_train_interp/threads={threads}"),
         };
         if !variant_on(&name) {
             continue;
         }
-        let cfg = ebmc::train::TrainConfig {
+        let mut cfg = ebmc::train::TrainConfig {
             epochs: 100,
             ..Default::default()
         };
+        if sgd {
+            cfg.lr = 0.05;
+            cfg.momentum = ebmc::train::Step::constant(0.0);
+            cfg.weight_decay = 0.0;
+        }
         let mut tr = ebmc::train::Trainer::new(&model, &plan, &params, cfg).expect("trainer");
         tr.ex.set_backend(backend);
         tr.ex.set_threads(threads);

@@ -476,6 +476,7 @@ impl<'m> Trainer<'m> {
             momentum,
             weight_decay: self.cfg.weight_decay,
             max_abs: self.cfg.max_abs_param,
+            velocity: self.cfg.momentum.start != 0.0 || self.cfg.momentum.end != 0.0,
         };
         // parameters whose step `energy_grad_pair_step` took while summing their gradient
         let mut stepped = Vec::new();

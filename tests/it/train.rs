@@ -532,10 +532,14 @@ fn fused_update_matches_separate_passes() {
             },
             Method::Pcd { k: 1, chains: 20 },
         ] {
-            for threads in [1, 2] {
+            for (threads, sgd) in [(1, false), (2, false), (1, true), (2, true)] {
                 let run = |fused: bool| {
                     let mut c = cfg(method.clone(), 3, 0.05);
                     c.batch = *batch;
+                    if sgd {
+                        // plain SGD: no velocity kept (`Hyper::velocity`)
+                        c.momentum = Step::constant(0.0);
+                    }
                     let mut t = Trainer::new(m, &plan, p, c).expect("trainer");
                     t.ex.set_threads(threads);
                     t.set_fused_step(fused);
@@ -553,10 +557,56 @@ fn fused_update_matches_separate_passes() {
                     (t.params().clone(), t.state.velocity.clone())
                 };
                 let (fused, separate) = (run(true), run(false));
-                assert_eq!(fused, separate, "{method:?}, {threads} threads");
+                assert_eq!(fused, separate, "{method:?}, {threads} threads, sgd {sgd}");
                 assert_ne!(fused.0.values, p.values, "training moved the parameters");
+                if sgd {
+                    assert!(
+                        fused.1.iter().flatten().all(|&v| v == 0.0),
+                        "no velocity kept"
+                    );
+                }
             }
         }
+    }
+}
+
+/// Without a velocity (momentum zero throughout) a step gives the values the momentum form
+/// gives with momentum 0, and leaves the velocity alone.
+#[test]
+fn step_without_velocity_is_the_momentum_form_at_zero() {
+    let mut rng = StdRng::seed_from_u64(9);
+    let rules = update::ParamRules {
+        fixed: false,
+        decayed: true,
+        symmetric: false,
+        zero_diagonal: false,
+        positive: false,
+        side: 0,
+    };
+    for n in [1, 7, 64, 333] {
+        let p0: Vec<f64> = (0..n).map(|_| rng.random::<f64>() - 0.5).collect();
+        let g: Vec<f32> = (0..n).map(|_| rng.random::<f32>() - 0.5).collect();
+        let h = update::Hyper {
+            lr: 0.1,
+            momentum: 0.0,
+            weight_decay: 2e-4,
+            max_abs: 1e4,
+            velocity: true,
+        };
+        let (mut pa, mut va) = (p0.clone(), vec![0.0; n]);
+        let (mut pb, mut vb) = (p0.clone(), vec![0.0; n]);
+        update::step_row(&rules, h, &mut pa, &mut va, &g, 0.5);
+        let hb = update::Hyper {
+            velocity: false,
+            ..h
+        };
+        update::step_row(&rules, hb, &mut pb, &mut vb, &g, 0.5);
+        assert_eq!(pa, pb, "n = {n}");
+        assert!(vb.iter().all(|&v| v == 0.0) && va.iter().any(|&v| v != 0.0));
+        // a bad value is reported either way
+        let mut pc = p0.clone();
+        let huge = vec![f32::MAX; n];
+        assert!(update::step_row(&rules, hb, &mut pc, &mut vb, &huge, 1e300));
     }
 }
 
