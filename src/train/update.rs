@@ -136,17 +136,12 @@ pub fn step_row(
         // SAFETY: the CPU has the feature the function was compiled for.
         return unsafe { step_row_avx512(h, lambda, p, v, g, scale) };
     }
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: as above.
-        return unsafe { step_row_avx2(h, lambda, p, v, g, scale) };
-    }
     step_row_body(h, lambda, p, v, g, scale)
 }
 
-/// `step_row`'s loop. Built for wider vectors where the CPU has them: the baseline build
-/// runs it two f64 lanes at a time, and it was 11 % of a CD update. No multiply-add is
-/// contracted (Rust never fuses implicitly), so every build gives the same numbers.
+/// `step_row`'s loop. Built for AVX-512 where the CPU has it (as is the GEMM): the baseline
+/// build runs it two f64 lanes at a time, and it was 11 % of a CD update. No multiply-add
+/// is contracted (Rust never fuses implicitly), so every build gives the same numbers.
 #[inline(always)]
 fn step_row_body(
     h: Hyper,
@@ -175,19 +170,6 @@ fn step_row_body(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn step_row_avx512(
-    h: Hyper,
-    lambda: f64,
-    p: &mut [f64],
-    v: &mut [f64],
-    g: &[f32],
-    scale: f64,
-) -> bool {
-    step_row_body(h, lambda, p, v, g, scale)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn step_row_avx2(
     h: Hyper,
     lambda: f64,
     p: &mut [f64],
