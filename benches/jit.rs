@@ -727,4 +727,91 @@ fn main() {
     if on("gibbs") {
         bench_gibbs();
     }
+    if on("products") {
+        bench_dbm_products();
+    }
+}
+
+/// The DBM mean field's products alone (`h2 W2ᵀ` and `h1 W2`, 10 iterations, `B` packed
+/// beforehand): the bound on `dbm784-500-1000_mf10` that the GEMM sets, in GFLOP/s, on one
+/// thread and on two, split by rows (`B` shared, as the mean field does) or by columns
+/// (each thread its own half of `B`).
+fn bench_dbm_products() {
+    use ebmc::exec::gemm::{sgemm_packed, PackedB};
+    use ndarray::s;
+    let mut g = Rng::new(3, 0);
+    let (m, n1, n2) = (100, 500, 1000);
+    let w = Array2::from_shape_fn((n1, n2), |_| g.uniform_f32() - 0.5);
+    let wt = w.t().as_standard_layout().into_owned();
+    let h1 = Array2::from_shape_fn((m, n1), |_| g.uniform_f32());
+    let h2 = Array2::from_shape_fn((m, n2), |_| g.uniform_f32());
+    let mut c1 = Array2::<f32>::zeros((m, n1));
+    let mut c2 = Array2::<f32>::zeros((m, n2));
+    let flop = (2 * m * n1 * n2 * 2 * 10) as f64;
+    // 1 thread
+    let (pw, pwt) = (PackedB::new(w.view()), PackedB::new(wt.view()));
+    let t = best(5, || {
+        for _ in 0..10 {
+            sgemm_packed(1.0, &h2.view(), &pwt, 0.0, &mut c1.view_mut());
+            sgemm_packed(1.0, &h1.view(), &pw, 0.0, &mut c2.view_mut());
+        }
+    });
+    report(
+        "dbm784-500-1000_products/rows/threads=1",
+        flop / t / 1e9,
+        "GFLOP/s",
+    );
+    // rows
+    let t = best(5, || {
+        for _ in 0..10 {
+            let (a, b) = c1.view_mut().split_at(ndarray::Axis(0), m / 2);
+            let (mut a, mut b) = (a, b);
+            ebmc::exec::pool::join(
+                || sgemm_packed(1.0, &h2.slice(s![..m / 2, ..]), &pwt, 0.0, &mut a),
+                || sgemm_packed(1.0, &h2.slice(s![m / 2.., ..]), &pwt, 0.0, &mut b),
+            );
+            let (a, b) = c2.view_mut().split_at(ndarray::Axis(0), m / 2);
+            let (mut a, mut b) = (a, b);
+            ebmc::exec::pool::join(
+                || sgemm_packed(1.0, &h1.slice(s![..m / 2, ..]), &pw, 0.0, &mut a),
+                || sgemm_packed(1.0, &h1.slice(s![m / 2.., ..]), &pw, 0.0, &mut b),
+            );
+        }
+    });
+    report(
+        "dbm784-500-1000_products/rows/threads=2",
+        flop / t / 1e9,
+        "GFLOP/s",
+    );
+    // columns (split at a multiple of 32)
+    let (q1, q2) = (256, 512);
+    let (pwt0, pwt1) = (
+        PackedB::new(wt.slice(s![.., ..q1])),
+        PackedB::new(wt.slice(s![.., q1..])),
+    );
+    let (pw0, pw1) = (
+        PackedB::new(w.slice(s![.., ..q2])),
+        PackedB::new(w.slice(s![.., q2..])),
+    );
+    let t = best(5, || {
+        for _ in 0..10 {
+            let (a, b) = c1.view_mut().split_at(ndarray::Axis(1), q1);
+            let (mut a, mut b) = (a, b);
+            ebmc::exec::pool::join(
+                || sgemm_packed(1.0, &h2.view(), &pwt0, 0.0, &mut a),
+                || sgemm_packed(1.0, &h2.view(), &pwt1, 0.0, &mut b),
+            );
+            let (a, b) = c2.view_mut().split_at(ndarray::Axis(1), q2);
+            let (mut a, mut b) = (a, b);
+            ebmc::exec::pool::join(
+                || sgemm_packed(1.0, &h1.view(), &pw0, 0.0, &mut a),
+                || sgemm_packed(1.0, &h1.view(), &pw1, 0.0, &mut b),
+            );
+        }
+    });
+    report(
+        "dbm784-500-1000_products/columns/threads=2",
+        flop / t / 1e9,
+        "GFLOP/s",
+    );
 }
