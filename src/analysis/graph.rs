@@ -24,19 +24,106 @@ pub struct Graph {
     /// `[a][b]`: first cause of an interaction between groups a and b (a == b: self)
     pub group_cause: Vec<Vec<Option<Cause>>>,
     /// per group: element adjacency (only filled for self-interacting groups)
-    pub adj: Vec<Vec<BTreeSet<usize>>>,
+    pub adj: Vec<Adjacency>,
+}
+
+/// The neighbours of every element of a group, each list sorted and without repeats, in one
+/// array (a set per element cost most of the analysis of a 512 x 512 lattice in
+/// allocations and pointer chasing).
+#[derive(Clone, Debug, Default)]
+pub struct Adjacency {
+    /// neighbours of `x`: `nbrs[start[x]..start[x + 1]]`
+    start: Vec<usize>,
+    nbrs: Vec<usize>,
+}
+
+impl Adjacency {
+    /// From directed pairs `(x, y)` (repeats allowed) over `n` elements.
+    fn from_pairs(n: usize, pairs: &[(u32, u32)]) -> Self {
+        let mut start = vec![0usize; n + 1];
+        for &(x, _) in pairs {
+            start[x as usize + 1] += 1;
+        }
+        for x in 0..n {
+            start[x + 1] += start[x];
+        }
+        let mut fill = start.clone();
+        let mut nbrs = vec![0usize; pairs.len()];
+        for &(x, y) in pairs {
+            nbrs[fill[x as usize]] = y as usize;
+            fill[x as usize] += 1;
+        }
+        // sort and dedup each list, compacting in place
+        let mut out = 0;
+        let mut lo = 0;
+        for x in 0..n {
+            let hi = start[x + 1];
+            nbrs[lo..hi].sort_unstable();
+            start[x] = out;
+            let mut last = None;
+            for i in lo..hi {
+                let y = nbrs[i];
+                if last != Some(y) {
+                    nbrs[out] = y;
+                    out += 1;
+                    last = Some(y);
+                }
+            }
+            lo = hi;
+        }
+        start[n] = out;
+        nbrs.truncate(out);
+        Adjacency { start, nbrs }
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.start.len().saturating_sub(1)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The neighbours of `x`, in increasing order.
+    pub fn neighbors(&self, x: usize) -> &[usize] {
+        &self.nbrs[self.start[x]..self.start[x + 1]]
+    }
+
+    /// Number of interacting pairs.
+    pub fn n_edges(&self) -> usize {
+        self.nbrs.len() / 2
+    }
+}
+
+/// `Graph` while its edges are collected: element pairs listed, sorted once at the end.
+struct Builder {
+    group_cause: Vec<Vec<Option<Cause>>>,
+    pairs: Vec<Vec<(u32, u32)>>,
+}
+
+impl Builder {
+    fn add_clique(&mut self, vs: &[VarRef], cause: Cause) {
+        for (x, a) in vs.iter().enumerate() {
+            for b in &vs[x + 1..] {
+                let (ga, gb) = (a.group.idx(), b.group.idx());
+                self.group_cause[ga][gb].get_or_insert(cause);
+                self.group_cause[gb][ga].get_or_insert(cause);
+                if ga == gb && a.var != b.var {
+                    self.pairs[ga].push((a.var as u32, b.var as u32));
+                    self.pairs[ga].push((b.var as u32, a.var as u32));
+                }
+            }
+        }
+    }
 }
 
 impl Graph {
     pub fn new(model: &Model) -> Self {
         let n = model.groups.len();
-        let mut g = Graph {
+        let mut g = Builder {
             group_cause: vec![vec![None; n]; n],
-            adj: model
-                .groups
-                .iter()
-                .map(|gr| vec![BTreeSet::new(); gr.n_vars()])
-                .collect(),
+            pairs: vec![Vec::new(); n],
         };
         for (ti, t) in model.terms.iter().enumerate() {
             if t.units.len() < 2 {
@@ -81,20 +168,14 @@ impl Graph {
                 }
             });
         }
-        g
-    }
-
-    fn add_clique(&mut self, vs: &[VarRef], cause: Cause) {
-        for (x, a) in vs.iter().enumerate() {
-            for b in &vs[x + 1..] {
-                let (ga, gb) = (a.group.idx(), b.group.idx());
-                self.group_cause[ga][gb].get_or_insert(cause);
-                self.group_cause[gb][ga].get_or_insert(cause);
-                if ga == gb {
-                    self.adj[ga][a.var].insert(b.var);
-                    self.adj[ga][b.var].insert(a.var);
-                }
-            }
+        Graph {
+            group_cause: g.group_cause,
+            adj: g
+                .pairs
+                .iter()
+                .zip(&model.groups)
+                .map(|(p, gr)| Adjacency::from_pairs(gr.n_vars(), p))
+                .collect(),
         }
     }
 
@@ -159,7 +240,7 @@ pub struct ElemColoring {
 
 /// Two-coloring by BFS when the graph is bipartite, otherwise DSatur (deterministic ties by
 /// lowest index) and an odd cycle that proves two colors impossible.
-pub fn color_elems(adj: &[BTreeSet<usize>]) -> ElemColoring {
+pub fn color_elems(adj: &Adjacency) -> ElemColoring {
     let n = adj.len();
     let mut side = vec![usize::MAX; n];
     let mut parent = vec![usize::MAX; n];
@@ -171,7 +252,7 @@ pub fn color_elems(adj: &[BTreeSet<usize>]) -> ElemColoring {
         side[s] = 0;
         let mut q = VecDeque::from([s]);
         while let Some(x) = q.pop_front() {
-            for &y in &adj[x] {
+            for &y in adj.neighbors(x) {
                 if side[y] == usize::MAX {
                     side[y] = 1 - side[x];
                     parent[y] = x;
@@ -224,7 +305,7 @@ fn odd_cycle(x: usize, y: usize, parent: &[usize], depth: &[usize]) -> Vec<usize
     cycle
 }
 
-fn dsatur(adj: &[BTreeSet<usize>]) -> (Vec<usize>, usize) {
+fn dsatur(adj: &Adjacency) -> (Vec<usize>, usize) {
     let n = adj.len();
     let mut color = vec![usize::MAX; n];
     let mut sat: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); n];
@@ -233,18 +314,18 @@ fn dsatur(adj: &[BTreeSet<usize>]) -> (Vec<usize>, usize) {
         let x = (0..n)
             .filter(|&x| color[x] == usize::MAX)
             .max_by(|&a, &b| {
-                (sat[a].len(), adj[a].len())
-                    .cmp(&(sat[b].len(), adj[b].len()))
+                (sat[a].len(), adj.neighbors(a).len())
+                    .cmp(&(sat[b].len(), adj.neighbors(b).len()))
                     .then(b.cmp(&a))
             })
             .expect("an uncolored node remains");
         let c = (0..).find(|k| !sat[x].contains(k)).expect("a free color");
         color[x] = c;
         n_colors = n_colors.max(c + 1);
-        for &y in &adj[x] {
+        for &y in adj.neighbors(x) {
             sat[y].insert(c);
         }
     }
-    debug_assert!((0..n).all(|x| adj[x].iter().all(|&y| color[x] != color[y])));
+    debug_assert!((0..n).all(|x| adj.neighbors(x).iter().all(|&y| color[x] != color[y])));
     (color, n_colors)
 }

@@ -118,7 +118,7 @@ fn elem_reason(model: &Model, graph: &Graph, g: usize, c: &ElemColoring) -> Stri
     let name = &model.groups[g].name;
     let (cause, _) = user::cause_str(model, graph.group_cause[g][g].expect("self-interacting"));
     let n_vars = graph.adj[g].len();
-    let n_edges: usize = graph.adj[g].iter().map(|a| a.len()).sum::<usize>() / 2;
+    let n_edges = graph.adj[g].n_edges();
     let head = format!(
         "`{name}` interacts with itself through {cause} ({n_vars} variables, {n_edges} interacting pair{})",
         if n_edges == 1 { "" } else { "s" }
