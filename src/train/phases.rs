@@ -184,27 +184,29 @@ pub(crate) fn cd(
     mean_visible: bool,
     rngs: &mut Rngs,
 ) -> (f64, Batch, Batch) {
-    let (pos, neg) = crate::exec::jit::without_amx(|| cd_chains(ex, data, k, mean_visible, rngs));
+    let (pos, neg) =
+        crate::exec::jit::without_amx(|| cd_chains(ex, data.clone(), k, mean_visible, rngs));
     let err = mean_of(&row_errors(ex, data, &neg));
     (err, pos, neg)
 }
 
-/// The batches CD's statistics are read from: positive moments, and the chain after `k`
-/// steps (every quantity per row: a row's result does not depend on the other rows).
+/// The batches CD's statistics are read from: positive moments (in `data`'s buffers; the
+/// visibles stay the data), and the chain after `k` steps (every quantity per row: a row's
+/// result does not depend on the other rows).
 fn cd_chains(
     ex: &Exec,
-    data: &Batch,
+    data: Batch,
     k: usize,
     mean_visible: bool,
     rngs: &mut Rngs,
 ) -> (Batch, Batch) {
-    let mut pos = data.clone();
+    let mut pos = data;
     // chain start: data visibles, hidden groups drawn given them
     let mut chain;
     if hidden_exact(ex) {
         // the positive moments and the chain's first hidden draw in one pass per group (one
         // generated epilogue on the JIT back end); the same numbers as moments-then-sample
-        chain = data.clone();
+        chain = pos.clone();
         for g in groups_with(ex, Role::Hidden) {
             ex.moments_and_sample(g, &mut pos, &mut chain.x[g.idx()], rngs);
             chain.sq[g.idx()] = None;
@@ -288,8 +290,9 @@ pub(crate) fn cd_halves(
     let ((p0, n0, e0), (p1, n1, e1)) = crate::exec::jit::on_halves(data.rows(), |lo, hi| {
         let d = data.slice_rows(lo, hi);
         let mut r = rngs.slice_rows(lo, hi);
-        let (p, n) = crate::exec::jit::without_amx(|| cd_chains(ex, &d, k, mean_visible, &mut r));
-        let e = row_errors(ex, &d, &n);
+        let (p, n) = crate::exec::jit::without_amx(|| cd_chains(ex, d, k, mean_visible, &mut r));
+        // the positive batch holds the data's visibles
+        let e = row_errors(ex, &p, &n);
         (p, n, e)
     });
     let (pos, neg) = Batch::stack_two(&p0, &p1, &n0, &n1);
