@@ -131,53 +131,65 @@ pub fn step_row(
     scale: f64,
 ) -> bool {
     let lambda = if r.decayed { h.weight_decay } else { 0.0 };
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: the CPU has the feature the function was compiled for.
-        return unsafe { step_row_avx512(h, lambda, p, v, g, scale) };
-    }
-    step_row_body(h, lambda, p, v, g, scale)
+    step_slice(h, lambda, p, v, g, |g: f32| scale * g as f64)
 }
 
-/// `step_row`'s loop. Built for AVX-512 where the CPU has it (as is the GEMM): the baseline
-/// build runs it two f64 lanes at a time, and it was 11 % of a CD update. No multiply-add
-/// is contracted (Rust never fuses implicitly), so every build gives the same numbers.
-#[inline(always)]
-fn step_row_body(
+/// `v <- momentum v + lr (grad(g) - lambda p)`, `p <- p + v` element by element (without
+/// `v` when `h.velocity` is off); true when a value went bad (a branch-free flag, so the
+/// loop vectorises; the bad value is searched only on failure). Built for AVX-512 where the
+/// CPU has it (as is the GEMM): the baseline build runs it two f64 lanes at a time, and it
+/// was 11 % of a CD update. No multiply-add is contracted (Rust never fuses implicitly), so
+/// every build gives the same numbers.
+fn step_slice<G: Copy>(
     h: Hyper,
     lambda: f64,
     p: &mut [f64],
     v: &mut [f64],
-    g: &[f32],
-    scale: f64,
+    g: &[G],
+    grad: impl Fn(G) -> f64,
+) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        #[target_feature(enable = "avx512f")]
+        unsafe fn wide<G: Copy>(
+            h: Hyper,
+            lambda: f64,
+            p: &mut [f64],
+            v: &mut [f64],
+            g: &[G],
+            grad: impl Fn(G) -> f64,
+        ) -> bool {
+            step_body(h, lambda, p, v, g, grad)
+        }
+        // SAFETY: the CPU has the feature the function was compiled for.
+        return unsafe { wide(h, lambda, p, v, g, grad) };
+    }
+    step_body(h, lambda, p, v, g, grad)
+}
+
+#[inline(always)]
+fn step_body<G: Copy>(
+    h: Hyper,
+    lambda: f64,
+    p: &mut [f64],
+    v: &mut [f64],
+    g: &[G],
+    grad: impl Fn(G) -> f64,
 ) -> bool {
     let mut bad = false;
     if !h.velocity {
         for (p, &g) in p.iter_mut().zip(g) {
-            *p += h.lr * (scale * g as f64 - lambda * *p);
+            *p += h.lr * (grad(g) - lambda * *p);
             bad |= !(p.is_finite() && p.abs() <= h.max_abs);
         }
         return bad;
     }
     for ((p, v), &g) in p.iter_mut().zip(v.iter_mut()).zip(g) {
-        *v = h.momentum * *v + h.lr * (scale * g as f64 - lambda * *p);
+        *v = h.momentum * *v + h.lr * (grad(g) - lambda * *p);
         *p += *v;
         bad |= !(p.is_finite() && p.abs() <= h.max_abs);
     }
     bad
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn step_row_avx512(
-    h: Hyper,
-    lambda: f64,
-    p: &mut [f64],
-    v: &mut [f64],
-    g: &[f32],
-    scale: f64,
-) -> bool {
-    step_row_body(h, lambda, p, v, g, scale)
 }
 
 /// The divergence of the first parameter among `which` holding a bad value (after a
@@ -225,37 +237,14 @@ pub fn apply_threads(
     threads: usize,
     done: &[bool],
 ) -> Result<(), Divergence> {
-    let Hyper {
-        lr,
-        momentum,
-        weight_decay,
-        max_abs,
-        velocity: keep_velocity,
-    } = h;
-    let is_bad = |x: f64| !(x.is_finite() && x.abs() <= max_abs);
+    let is_bad = |x: f64| !(x.is_finite() && x.abs() <= h.max_abs);
     for (k, r) in rules.iter().enumerate() {
         if r.fixed || done.get(k).copied().unwrap_or(false) {
             continue;
         }
-        let lambda = if r.decayed { weight_decay } else { 0.0 };
+        let lambda = if r.decayed { h.weight_decay } else { 0.0 };
         let (p, v, g) = (&mut params.values[k], &mut velocity[k], &grad[k]);
-        // branch-free flag (vectorises); the bad value is searched only on failure
-        let step = |p: &mut [f64], v: &mut [f64], g: &[f64]| {
-            let mut bad = false;
-            if !keep_velocity {
-                for (p, &g) in p.iter_mut().zip(g) {
-                    *p += lr * (g - lambda * *p);
-                    bad |= is_bad(*p);
-                }
-                return bad;
-            }
-            for ((p, v), &g) in p.iter_mut().zip(v.iter_mut()).zip(g) {
-                *v = momentum * *v + lr * (g - lambda * *p);
-                *p += *v;
-                bad |= is_bad(*p);
-            }
-            bad
-        };
+        let step = |p: &mut [f64], v: &mut [f64], g: &[f64]| step_slice(h, lambda, p, v, g, |g| g);
         let mut bad = if threads >= 2 && p.len() >= 1 << 16 {
             let mid = p.len() / 2;
             let (p0, p1) = p.split_at_mut(mid);
