@@ -514,9 +514,9 @@ fn cd_results_do_not_depend_on_threads() {
 /// gradient's row loop and refreshes the executor's f32 table there
 /// (`Exec::energy_grad_pair_step`): it must give the parameters, velocities and tables the
 /// separate gradient / update / `set_params` passes give, bit for bit. CD (sampled and
-/// mean reconstructions), PCD, on one and two threads, with momentum and weight decay, on
-/// a small RBM with dense data (the gradient's GEMM route) and a bigger one with sparse
-/// data (selected rows).
+/// mean reconstructions), PCD, on one and two threads, with momentum and weight decay and
+/// as plain SGD (no velocity kept), on a small RBM with dense data (the gradient's GEMM
+/// route) and a bigger one with sparse data (selected rows).
 #[test]
 fn fused_update_matches_separate_passes() {
     for (m, p, data, batch) in &update_cases() {
