@@ -131,65 +131,72 @@ pub fn step_row(
     scale: f64,
 ) -> bool {
     let lambda = if r.decayed { h.weight_decay } else { 0.0 };
-    step_slice(h, lambda, p, v, g, |g: f32| scale * g as f64)
-}
-
-/// `v <- momentum v + lr (grad(g) - lambda p)`, `p <- p + v` element by element (without
-/// `v` when `h.velocity` is off); true when a value went bad (a branch-free flag, so the
-/// loop vectorises; the bad value is searched only on failure). Built for AVX-512 where the
-/// CPU has it (as is the GEMM): the baseline build runs it two f64 lanes at a time, and it
-/// was 11 % of a CD update. No multiply-add is contracted (Rust never fuses implicitly), so
-/// every build gives the same numbers.
-fn step_slice<G: Copy>(
-    h: Hyper,
-    lambda: f64,
-    p: &mut [f64],
-    v: &mut [f64],
-    g: &[G],
-    grad: impl Fn(G) -> f64,
-) -> bool {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        #[target_feature(enable = "avx512f")]
-        unsafe fn wide<G: Copy>(
-            h: Hyper,
-            lambda: f64,
-            p: &mut [f64],
-            v: &mut [f64],
-            g: &[G],
-            grad: impl Fn(G) -> f64,
-        ) -> bool {
-            step_body(h, lambda, p, v, g, grad)
-        }
-        // SAFETY: the CPU has the feature the function was compiled for.
-        return unsafe { wide(h, lambda, p, v, g, grad) };
+    StepSlice {
+        h,
+        lambda,
+        p,
+        v,
+        g,
+        grad: |g: f32| scale * g as f64,
     }
-    step_body(h, lambda, p, v, g, grad)
+    .run()
 }
 
-#[inline(always)]
-fn step_body<G: Copy>(
+/// One slice of the optimiser's update: `v <- momentum v + lr (grad(g) - lambda p)`,
+/// `p <- p + v` element by element (without `v` when `h.velocity` is off).
+struct StepSlice<'a, G, F> {
     h: Hyper,
     lambda: f64,
-    p: &mut [f64],
-    v: &mut [f64],
-    g: &[G],
-    grad: impl Fn(G) -> f64,
-) -> bool {
-    let mut bad = false;
-    if !h.velocity {
-        for (p, &g) in p.iter_mut().zip(g) {
-            *p += h.lr * (grad(g) - lambda * *p);
+    p: &'a mut [f64],
+    v: &'a mut [f64],
+    g: &'a [G],
+    grad: F,
+}
+
+impl<G: Copy, F: Fn(G) -> f64> StepSlice<'_, G, F> {
+    /// True when a value went bad (a branch-free flag, so the loop vectorises; the bad value
+    /// is searched only on failure). Built for AVX-512 where the CPU has it (as is the
+    /// GEMM): the baseline build runs it two f64 lanes at a time, and it was 11 % of a CD
+    /// update. No multiply-add is contracted (Rust never fuses implicitly), so every build
+    /// gives the same numbers.
+    fn run(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            #[target_feature(enable = "avx512f")]
+            unsafe fn wide<G: Copy, F: Fn(G) -> f64>(s: StepSlice<'_, G, F>) -> bool {
+                s.body()
+            }
+            // SAFETY: the CPU has the feature the function was compiled for.
+            return unsafe { wide(self) };
+        }
+        self.body()
+    }
+
+    #[inline(always)]
+    fn body(self) -> bool {
+        let StepSlice {
+            h,
+            lambda,
+            p,
+            v,
+            g,
+            grad,
+        } = self;
+        let mut bad = false;
+        if !h.velocity {
+            for (p, &g) in p.iter_mut().zip(g) {
+                *p += h.lr * (grad(g) - lambda * *p);
+                bad |= !(p.is_finite() && p.abs() <= h.max_abs);
+            }
+            return bad;
+        }
+        for ((p, v), &g) in p.iter_mut().zip(v.iter_mut()).zip(g) {
+            *v = h.momentum * *v + h.lr * (grad(g) - lambda * *p);
+            *p += *v;
             bad |= !(p.is_finite() && p.abs() <= h.max_abs);
         }
-        return bad;
+        bad
     }
-    for ((p, v), &g) in p.iter_mut().zip(v.iter_mut()).zip(g) {
-        *v = h.momentum * *v + h.lr * (grad(g) - lambda * *p);
-        *p += *v;
-        bad |= !(p.is_finite() && p.abs() <= h.max_abs);
-    }
-    bad
 }
 
 /// The divergence of the first parameter among `which` holding a bad value (after a
@@ -244,7 +251,17 @@ pub fn apply_threads(
         }
         let lambda = if r.decayed { h.weight_decay } else { 0.0 };
         let (p, v, g) = (&mut params.values[k], &mut velocity[k], &grad[k]);
-        let step = |p: &mut [f64], v: &mut [f64], g: &[f64]| step_slice(h, lambda, p, v, g, |g| g);
+        let step = |p: &mut [f64], v: &mut [f64], g: &[f64]| {
+            StepSlice {
+                h,
+                lambda,
+                p,
+                v,
+                g,
+                grad: |g: f64| g,
+            }
+            .run()
+        };
         let mut bad = if threads >= 2 && p.len() >= 1 << 16 {
             let mid = p.len() / 2;
             let (p0, p1) = p.split_at_mut(mid);

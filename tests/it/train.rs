@@ -486,13 +486,7 @@ fn cd_results_do_not_depend_on_threads() {
         for method in [
             Method::Cd { k: 1 },
             Method::Cd { k: 3 },
-            Method::CdSchedule {
-                k_start: 1,
-                k_end: 2,
-                every: 1,
-                lr_over_k: false,
-                mean_reconstruction: true,
-            },
+            mean_reconstruction_schedule(),
         ] {
             let run = |threads: usize| {
                 let mut c = cfg(method.clone(), 2, 0.05);
@@ -523,13 +517,7 @@ fn fused_update_matches_separate_passes() {
         let plan = plan_of(m);
         for method in [
             Method::Cd { k: 1 },
-            Method::CdSchedule {
-                k_start: 1,
-                k_end: 2,
-                every: 1,
-                lr_over_k: false,
-                mean_reconstruction: true,
-            },
+            mean_reconstruction_schedule(),
             Method::Pcd { k: 1, chains: 20 },
         ] {
             for (threads, sgd) in [(1, false), (2, false), (1, true), (2, true)] {
@@ -607,6 +595,17 @@ fn step_without_velocity_is_the_momentum_form_at_zero() {
         let mut pc = p0.clone();
         let huge = vec![f32::MAX; n];
         assert!(update::step_row(&rules, hb, &mut pc, &mut vb, &huge, 1e300));
+    }
+}
+
+/// CD-1 then CD-2 from the second epoch, the last step's visibles at their means (`rbm.m`).
+fn mean_reconstruction_schedule() -> Method {
+    Method::CdSchedule {
+        k_start: 1,
+        k_end: 2,
+        every: 1,
+        lr_over_k: false,
+        mean_reconstruction: true,
     }
 }
 
