@@ -730,6 +730,73 @@ fn main() {
     if on("products") {
         bench_dbm_products();
     }
+    if on("selected") {
+        bench_selected_rows();
+    }
+}
+
+/// The CD-1 update's two selected-rows products at the MNIST RBM's shape, alone: `v W` for a
+/// 0/1 batch of 100 x 784 at 13 % ones into 500 columns, and the gradient's `vᵀ h` for two
+/// such batches (data and reconstruction) against real `h`; in (row, selected row) pairs a
+/// nanosecond, where a pair is one 500-float row added.
+fn bench_selected_rows() {
+    let mut g = Rng::new(5, 0);
+    let (m, k, n) = (100, 784, 500);
+    let bin =
+        |g: &mut Rng| Array2::from_shape_fn((m, k), |_| (g.uniform_f32() < 0.13) as u8 as f32);
+    let (v0, v1) = (bin(&mut g), bin(&mut g));
+    let w = Array2::from_shape_fn((k, n), |_| g.uniform_f32() - 0.5);
+    let (h0, h1) = (
+        Array2::from_shape_fn((m, n), |_| g.uniform_f32()),
+        Array2::from_shape_fn((m, n), |_| g.uniform_f32()),
+    );
+    let ones = v0.iter().filter(|&&x| x == 1.0).count() as f64;
+    let mut acc = Array2::<f32>::zeros((m, n));
+    let (wa, wb) = (vec![0.01f32; m], vec![-0.01f32; m]);
+    let mut out = vec![0.0f64; k * n];
+    for threads in [1, 2] {
+        let reps = 20;
+        let t = best(5, || {
+            for _ in 0..reps {
+                ebmc::exec::dense::acc_xm(-1.0, &v0.view(), &w.view(), &mut acc, threads);
+            }
+        });
+        report(
+            &format!("selected_rows784x500/vW/threads={threads}"),
+            ones * reps as f64 / t / 1e9,
+            "pairs/ns",
+        );
+        if ebmc::exec::selected::available() {
+            use ebmc::exec::dense::{acc_rows, row_lists, Rows};
+            let pk = ebmc::exec::selected::PackedTable::new(w.as_slice().unwrap(), n);
+            let acts = row_lists(&v0.view());
+            let t = best(5, || {
+                for _ in 0..reps {
+                    acc_rows(-1.0, &acts, Rows::Blocks(&pk), &mut acc, threads);
+                }
+            });
+            report(
+                &format!("selected_rows784x500/vW_blocks/threads={threads}"),
+                ones * reps as f64 / t / 1e9,
+                "pairs/ns",
+            );
+        }
+        let parts = [
+            (v0.view(), h0.view(), &wa[..]),
+            (v1.view(), h1.view(), &wb[..]),
+        ];
+        let pairs = ones + v1.iter().filter(|&&x| x == 1.0).count() as f64;
+        let t = best(5, || {
+            for _ in 0..reps {
+                ebmc::exec::dense::xty_sparse(&parts, &mut out, 1.0, threads, true);
+            }
+        });
+        report(
+            &format!("selected_rows784x500/vTh/threads={threads}"),
+            pairs * reps as f64 / t / 1e9,
+            "pairs/ns",
+        );
+    }
 }
 
 /// The DBM mean field's products alone (`h2 W2ᵀ` and `h1 W2`, 10 iterations, `B` packed

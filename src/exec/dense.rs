@@ -55,6 +55,17 @@ pub fn row_lists(x: &ArrayView2<f32>) -> Vec<Option<Vec<u32>>> {
         .collect()
 }
 
+/// A table packed block by block for the selected-rows sums, on demand.
+pub type Blocks<'a> = dyn Fn() -> std::sync::Arc<super::selected::PackedTable> + 'a;
+
+/// Where a selected-rows sum reads its rows: the standard-layout table, or its copy packed
+/// block by block (`selected`, AVX-512: the same numbers, about twice as fast).
+#[derive(Clone, Copy)]
+pub enum Rows<'a> {
+    Table(&'a [f32]),
+    Blocks(&'a super::selected::PackedTable),
+}
+
 /// `dense(x_rows, acc_rows, threads)`: adds `alpha * x_rows · m` for the rows `acc_mixed`
 /// does not take as selected rows.
 pub type DenseRows<'a> = dyn Fn(&ArrayView2<f32>, ArrayViewMut2<f32>, usize) + 'a;
@@ -62,10 +73,13 @@ pub type DenseRows<'a> = dyn Fn(&ArrayView2<f32>, ArrayViewMut2<f32>, usize) + '
 /// `acc += alpha * x · m` for a standard-layout `m` (`ms`, `[k, n]`), each row by its own
 /// route (`row_lists`): selected rows of `m`, or `dense(x_rows, acc_rows, threads)` (a GEMM
 /// adding `alpha * x_rows · m`) for the rows that are not sparse 0/1, gathered.
+/// `blocks`, where given, hands out `m` packed block by block (`selected::PackedTable`, kept
+/// by the caller while `m` is unchanged), which the selected rows are then read from.
 pub fn acc_mixed(
     alpha: f32,
     x: &ArrayView2<f32>,
     ms: &[f32],
+    blocks: Option<&Blocks>,
     acc: &mut Array2<f32>,
     threads: usize,
     dense: &DenseRows,
@@ -75,7 +89,12 @@ pub fn acc_mixed(
     if dense_rows.len() == lists.len() {
         return dense(x, acc.view_mut(), threads);
     }
-    acc_rows(alpha, &lists, ms, acc, threads);
+    let packed = blocks.map(|f| f());
+    let rows = match &packed {
+        Some(pk) => Rows::Blocks(pk),
+        None => Rows::Table(ms),
+    };
+    acc_rows(alpha, &lists, rows, acc, threads);
     if !dense_rows.is_empty() {
         let xd = crate::runtime::batch::gather_rows(x.view(), &dense_rows);
         let mut cd = crate::runtime::batch::gather_rows(acc.view(), &dense_rows);
@@ -323,7 +342,7 @@ pub fn acc_xm(
         threads.clamp(1, rows.max(1))
     };
     match m.as_slice() {
-        Some(ms) => acc_mixed(alpha, x, ms, acc, threads, &|xs, c, t| {
+        Some(ms) => acc_mixed(alpha, x, ms, None, acc, threads, &|xs, c, t| {
             gemm_rows(alpha, xs, m, c, t)
         }),
         None => gemm_rows(alpha, x, m, acc.view_mut(), threads),
@@ -336,7 +355,7 @@ pub fn acc_xm(
 pub fn acc_rows(
     alpha: f32,
     acts: &[Option<Vec<u32>>],
-    ms: &[f32],
+    ms: Rows,
     acc: &mut Array2<f32>,
     threads: usize,
 ) {
@@ -346,25 +365,28 @@ pub fn acc_rows(
         let out = acc.as_slice_mut().expect("standard layout");
         let parts = split(rows, threads);
         if parts.len() <= 1 {
-            for (r, act) in acts.iter().enumerate() {
-                if let Some(act) = act {
-                    add_rows(&mut out[r * n..(r + 1) * n], ms, n, act, alpha);
-                }
-            }
-            return;
+            return sum_selected(out, acts, ms, n, alpha);
         }
         let jobs: Vec<_> = row_chunks(out, &parts, n)
             .into_iter()
             .zip(&parts)
             .map(|(mine, &(a, b))| (mine, &acts[a..b]))
             .collect();
-        super::pool::for_each(jobs, |(mine, acts)| {
-            for (r, act) in acts.iter().enumerate() {
-                if let Some(act) = act {
-                    add_rows(&mut mine[r * n..(r + 1) * n], ms, n, act, alpha);
-                }
-            }
-        });
+        super::pool::for_each(jobs, |(mine, acts)| sum_selected(mine, acts, ms, n, alpha));
+    }
+}
+
+/// `out[r, :] += alpha * sum_{i in acts[r]} ms[i, :]` for the rows with a list: from the
+/// packed blocks (`selected`) or row by row from the table; the same numbers either way.
+fn sum_selected(out: &mut [f32], acts: &[Option<Vec<u32>>], ms: Rows, n: usize, alpha: f32) {
+    let ms = match ms {
+        Rows::Blocks(pk) => return super::selected::add_rows(out, acts, pk, alpha),
+        Rows::Table(ms) => ms,
+    };
+    for (r, act) in acts.iter().enumerate() {
+        if let Some(act) = act {
+            add_rows(&mut out[r * n..(r + 1) * n], ms, n, act, alpha);
+        }
     }
 }
 
@@ -459,7 +481,7 @@ pub fn acc_xm_packed(
         threads
     };
     match src.as_slice() {
-        Some(ms) => acc_mixed(alpha, x, ms, acc, threads, &|xs, c, t| {
+        Some(ms) => acc_mixed(alpha, x, ms, None, acc, threads, &|xs, c, t| {
             super::gemm::sgemm_rows(alpha, xs, b, 1.0, c, t)
         }),
         None => super::gemm::sgemm_rows(alpha, x, b, 1.0, acc.view_mut(), threads),
@@ -620,6 +642,9 @@ pub fn xty_sparse<'a>(
     true
 }
 
+/// Bytes of output rows `XtyRows` sums before handing them over (they stay in L2).
+const GROUP_BYTES: usize = 256 << 10;
+
 /// The rows of `sum over parts (x, y, w) of x^T diag(w) y` for sparse 0/1 `x`, each summed
 /// in an L1-resident f32 row and handed to a sink while it is hot (`xty_sparse` writes it to
 /// a gradient; the trainer's fused step applies the optimiser to it).
@@ -627,6 +652,8 @@ pub struct XtyRows<'a> {
     pub ka: usize,
     pub kb: usize,
     cols: Vec<(ActiveCols, &'a [f32], &'a [f32])>,
+    /// the weighted right operands in column blocks, where the CPU runs `selected`'s kernels
+    packed: Option<super::selected::PackedRows>,
     /// output rows per thread, in order
     pub ranges: Vec<(usize, usize)>,
 }
@@ -655,12 +682,24 @@ impl<'a> XtyRows<'a> {
         } else {
             threads.clamp(1, ka.max(1))
         };
+        let packed = super::selected::available().then(|| {
+            let ops: Vec<_> = cols.iter().map(|&(_, ys, w)| (ys, w)).collect();
+            super::selected::PackedRows::new(&ops, kb)
+        });
         Some(XtyRows {
             ka,
             kb,
             cols,
+            packed,
             ranges: split(ka, threads),
         })
+    }
+
+    /// The same sums from the unpacked operands, row at a time (what CPUs without AVX-512
+    /// run; for comparing the two).
+    pub fn unpacked(mut self) -> Self {
+        self.packed = None;
+        self
     }
 
     /// `sink(chunk, i - lo, row)` for every output row `i`, with `chunks[t]` the sink state
@@ -669,13 +708,30 @@ impl<'a> XtyRows<'a> {
     pub fn run<C: Send>(&self, chunks: Vec<C>, sink: impl Fn(&mut C, usize, &[f32]) + Sync) {
         assert_eq!(chunks.len(), self.ranges.len(), "one chunk per range");
         let kb = self.kb;
+        let list = |i: usize, p: usize| {
+            let ac = &self.cols[p].0;
+            &ac.rows[ac.start[i]..ac.start[i + 1]]
+        };
         let run = |lo: usize, hi: usize, c: &mut C| {
+            if let Some(pk) = &self.packed {
+                // output rows a group at a time, summed block by block (each packed block
+                // is read from L1 by the whole group), then handed over while in L2
+                let group = (GROUP_BYTES / (4 * kb)).max(1);
+                let mut buf = vec![0.0f32; group.min(hi - lo) * kb];
+                for g0 in (lo..hi).step_by(group) {
+                    let rows = &mut buf[..(hi - g0).min(group) * kb];
+                    pk.sum_rows(rows, kb, g0, list);
+                    for (j, row) in rows.chunks_exact(kb).enumerate() {
+                        sink(c, g0 + j - lo, row);
+                    }
+                }
+                return;
+            }
             let mut row = vec![0.0f32; kb];
             for i in lo..hi {
                 row.iter_mut().for_each(|x| *x = 0.0);
-                for (ac, ys, w) in &self.cols {
-                    let rs = &ac.rows[ac.start[i]..ac.start[i + 1]];
-                    weighted_rows(&mut row, ys, kb, rs, w);
+                for (p, &(_, ys, w)) in self.cols.iter().enumerate() {
+                    weighted_rows(&mut row, ys, kb, list(i, p), w);
                 }
                 sink(c, i - lo, &row);
             }

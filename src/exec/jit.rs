@@ -178,6 +178,18 @@ pub(super) struct JitState {
     packed: Mutex<KeptPanels>,
     /// AMX splits of dense tables by (term, transposed) (`set_params` marks them stale)
     split: Mutex<KeptSplits>,
+    /// dense tables by (term, transposed) packed for the selected-rows sums (`set_params` marks them
+    /// stale)
+    blocks: Mutex<BTreeMap<(usize, bool), KeptBlocks>>,
+}
+
+/// A table's block-packed copy (`selected::PackedTable`), refilled in place when stale.
+#[derive(Default)]
+struct KeptBlocks {
+    current: bool,
+    /// written by the trainer's step with the table (`take_blocks` / `put_blocks`)
+    stepped: bool,
+    table: Option<Arc<super::selected::PackedTable>>,
 }
 
 /// AMX splits by (dense term, transposed).
@@ -236,6 +248,7 @@ impl JitState {
             errors: Mutex::new(Vec::new()),
             packed: Mutex::new(BTreeMap::new()),
             split: Mutex::new(BTreeMap::new()),
+            blocks: Mutex::new(BTreeMap::new()),
         }
     }
 }
@@ -316,8 +329,9 @@ impl Exec<'_> {
         self.jit.errors.lock().expect("jit error log").clone()
     }
 
-    /// Rebuilds the JIT's parameter tables (called by `set_params`).
-    pub(super) fn rebuild_jit_tables(&mut self) {
+    /// Rebuilds the JIT's parameter tables (called by `set_params`); `untouched[t]`: dense
+    /// table `t` was not rewritten (the trainer's step wrote it, and its packed blocks).
+    pub(super) fn rebuild_jit_tables(&mut self, untouched: &[bool]) {
         let low = &self.lowered;
         let mut neg_bias = Vec::with_capacity(low.sizes.len());
         for (gi, ops) in low.fields.iter().enumerate() {
@@ -376,6 +390,11 @@ impl Exec<'_> {
             kept.current = false;
             kept.calls = 0;
         }
+        for (&(t, transposed), kept) in self.jit.blocks.lock().expect("packed blocks").iter_mut() {
+            let held = kept.stepped && !transposed && untouched.get(t) == Some(&true);
+            kept.current &= held;
+            kept.stepped = false;
+        }
     }
 
     /// `acc += alpha * x · M` for dense term `term` (`M` its table, transposed or not): on
@@ -424,9 +443,53 @@ impl Exec<'_> {
         };
         match mv.as_slice() {
             // per row: selected rows of the table itself for sparse 0/1 rows, else the GEMM
-            Some(ms) => dense::acc_mixed(-1.0, x, ms, acc, threads, &gemm),
+            Some(ms) => {
+                let blocks = || self.kept_blocks((term, transposed), ms, mv.ncols());
+                let blocks: Option<&dense::Blocks> =
+                    super::selected::available().then_some(&blocks);
+                dense::acc_mixed(-1.0, x, ms, blocks, acc, threads, &gemm)
+            }
             None => gemm(x, acc.view_mut(), threads),
         }
+    }
+
+    /// Dense table `key` (term, transposed; standard layout: `ms`, `n` columns) packed block by block for
+    /// the selected-rows sums, on first use after `set_params`, refilled in place.
+    fn kept_blocks(
+        &self,
+        key: (usize, bool),
+        ms: &[f32],
+        n: usize,
+    ) -> Arc<super::selected::PackedTable> {
+        let mut kept = self.jit.blocks.lock().expect("packed blocks");
+        let entry = kept.entry(key).or_default();
+        if !entry.current {
+            match entry.table.as_mut().and_then(Arc::get_mut) {
+                Some(t) => t.fill(ms, n),
+                None => entry.table = Some(Arc::new(super::selected::PackedTable::new(ms, n))),
+            }
+            entry.current = true;
+        }
+        entry.table.clone().expect("filled above")
+    }
+
+    /// Dense table `term`'s block-packed copy, taken out for the trainer's step to write
+    /// with the table (every row), when the selected-rows sums have used one.
+    pub(super) fn take_blocks(&self, term: usize) -> Option<Arc<super::selected::PackedTable>> {
+        let mut kept = self.jit.blocks.lock().expect("packed blocks");
+        let entry = kept.get_mut(&(term, false))?;
+        entry.current = false;
+        let mut table = entry.table.take()?;
+        // a product still holding it (none should, between updates) leaves it to be refilled
+        Arc::get_mut(&mut table)?;
+        Some(table)
+    }
+
+    /// Puts back a copy `take_blocks` gave out, now written from the stepped table.
+    pub(super) fn put_blocks(&self, term: usize, table: Arc<super::selected::PackedTable>) {
+        let mut kept = self.jit.blocks.lock().expect("packed blocks");
+        let entry = kept.entry((term, false)).or_default();
+        (entry.current, entry.stepped, entry.table) = (true, true, Some(table));
     }
 
     /// The GEMM's packed panels of dense table `term` (`mv`, transposed or not), packed on

@@ -18,6 +18,7 @@ pub mod gemm;
 pub mod jit;
 pub mod pool;
 pub mod rng;
+pub mod selected;
 mod stats;
 mod sweep;
 
@@ -259,7 +260,7 @@ impl<'m> Exec<'m> {
             jit,
             grad_scratch: Default::default(),
         };
-        ex.rebuild_jit_tables();
+        ex.rebuild_jit_tables(&[]);
         Ok(ex)
     }
 
@@ -275,6 +276,8 @@ impl<'m> Exec<'m> {
     pub fn set_params_except(&mut self, params: &Params, fresh: &[bool]) {
         let threads = self.threads();
         let mut done = vec![false; self.lowered.terms.len()];
+        // dense tables left as they are (their step wrote them): their packed copies hold
+        let mut untouched = vec![false; self.lowered.terms.len()];
         for (k, (own, src)) in self
             .params
             .values
@@ -303,6 +306,7 @@ impl<'m> Exec<'m> {
                         if !fresh {
                             outs.push((l.scale, m.as_slice_mut().expect("standard layout")));
                         }
+                        untouched[t] = fresh;
                         done[t] = true;
                     }
                 }
@@ -310,7 +314,7 @@ impl<'m> Exec<'m> {
             copy_and_fill(keep.then_some(own), src, &mut outs, threads);
         }
         update_tables(&mut self.tables, &self.lowered, params, &done);
-        self.rebuild_jit_tables();
+        self.rebuild_jit_tables(&untouched);
     }
 
     pub fn family(&self, g: GroupId) -> Family {

@@ -6,29 +6,45 @@
 //! caller's choice, made by `rao_blackwellize` before the call.
 
 use super::family::log_partition;
+use super::selected::{PackedTable, RowWriter};
 use super::{Batch, Exec, Temper};
 use crate::ir::TermId;
 use crate::lower::TermKind;
 use ndarray::{Array1, Axis};
+use std::sync::Arc;
 
 /// A thread's rows of one parameter in `Exec::energy_grad_pair_step`: values,
 /// velocities, f32 table, and whether a value went bad.
-type RowChunk<'a> = (&'a mut [f64], &'a mut [f64], &'a mut [f32], bool);
+type RowChunk<'a> = (
+    &'a mut [f64],
+    &'a mut [f64],
+    &'a mut [f32],
+    bool,
+    Option<RowWriter<'a>>,
+);
 
-/// `p`, `v`, `t` cut at the row `ranges` (rows of `n`).
+/// `p`, `v`, `t` cut at the row `ranges` (rows of `n`), with the writers of the table's
+/// packed blocks when it has them.
 fn row_chunks<'a>(
     p: &'a mut [f64],
     v: &'a mut [f64],
     t: &'a mut [f32],
+    blocks: Option<&'a mut PackedTable>,
     ranges: &[(usize, usize)],
     n: usize,
 ) -> Vec<RowChunk<'a>> {
     use super::dense::row_chunks as cut;
+    let k = t.len() / n.max(1);
+    let mut writers: Vec<Option<RowWriter>> = match blocks {
+        Some(b) => b.row_writers(k, n, ranges).into_iter().map(Some).collect(),
+        None => ranges.iter().map(|_| None).collect(),
+    };
     cut(p, ranges, n)
         .into_iter()
         .zip(cut(v, ranges, n))
         .zip(cut(t, ranges, n))
-        .map(|((p, v), t)| (p, v, t, false))
+        .zip(writers.drain(..))
+        .map(|(((p, v), t), w)| (p, v, t, false, w))
         .collect()
 }
 
@@ -251,25 +267,32 @@ impl Exec<'_> {
         {
             let (na, nb) = table.dim();
             let ts = table.as_slice_mut().expect("standard layout");
+            // its packed copy for the selected-rows sums, written row by row with the table
+            let mut kept = self.take_blocks(t);
+            let blocks = kept.as_mut().and_then(Arc::get_mut);
             let (p, v) = (&mut step.params[k][..], &mut step.velocity[k][..]);
             let f = step.step;
             let row_step = |c: &mut RowChunk, i: usize, g: &[f32]| {
                 let n = g.len();
                 let (p, v) = (&mut c.0[i * n..][..n], &mut c.1[i * n..][..n]);
                 c.3 |= f(k, p, v, g, scale);
-                super::dense::scaled_f32(&mut c.2[i * n..][..n], p, scale);
+                let t = &mut c.2[i * n..][..n];
+                super::dense::scaled_f32(t, p, scale);
+                if let Some(w) = &mut c.4 {
+                    w.write(i, t);
+                }
             };
             let mut chunks;
             if let Some(rows) = rows {
                 // sparse 0/1 states: rows summed in L1 and stepped there
-                chunks = row_chunks(p, v, ts, &rows.ranges, rows.kb);
+                chunks = row_chunks(p, v, ts, blocks, &rows.ranges, rows.kb);
                 rows.run(chunks.iter_mut().collect(), |c, i, g| row_step(c, i, g));
             } else {
                 // the f32 table of `grad_parts`' dense route, stepped row by row
                 let g = self.grad_table(ops, na, nb);
                 let parts = if g.len() >= 1 << 16 { threads } else { 1 };
                 let ranges = super::dense::split(na, parts);
-                chunks = row_chunks(p, v, ts, &ranges, nb);
+                chunks = row_chunks(p, v, ts, blocks, &ranges, nb);
                 let gs = g.as_slice().expect("standard layout");
                 let run = |c: &mut RowChunk, lo: usize, hi: usize| {
                     for i in lo..hi {
@@ -281,6 +304,10 @@ impl Exec<'_> {
                 *self.grad_scratch.lock().expect("scratch") = g.into_raw_vec_and_offset().0;
             }
             bad |= chunks.iter().any(|c| c.3);
+            drop(chunks);
+            if let Some(kept) = kept {
+                self.put_blocks(t, kept);
+            }
             self.tables.mats[t] = Some(table);
         }
         (done, bad)
