@@ -651,11 +651,43 @@ const GROUP_BYTES: usize = 256 << 10;
 pub struct XtyRows<'a> {
     pub ka: usize,
     pub kb: usize,
-    cols: Vec<(ActiveCols, &'a [f32], &'a [f32])>,
-    /// the weighted right operands in column blocks, where the CPU runs `selected`'s kernels
-    packed: Option<super::selected::PackedRows>,
+    parts: Vec<XtyPart<'a>>,
     /// output rows per thread, in order
     pub ranges: Vec<(usize, usize)>,
+}
+
+/// One part `(x, y, w)` of an `XtyRows`: the rows of `y` each column of `x` selects, and
+/// `y` scaled by `w` and packed where the CPU runs `selected`'s kernels. Parts are built
+/// independently (the trainer builds its two on a core each).
+pub struct XtyPart<'a> {
+    cols: ActiveCols,
+    ys: &'a [f32],
+    w: &'a [f32],
+    packed: Option<super::selected::PackedRows>,
+    dim: (usize, usize),
+}
+
+impl<'a> XtyPart<'a> {
+    /// `None` when `x` is not 0/1 or `y` not contiguous.
+    pub fn new((x, y, w): &(ArrayView2<'a, f32>, ArrayView2<'a, f32>, &'a [f32])) -> Option<Self> {
+        assert_eq!(
+            (x.nrows(), w.len()),
+            (y.nrows(), y.nrows()),
+            "one row per weight"
+        );
+        let ys = y.to_slice()?;
+        let cols = active_cols(x)?;
+        let kb = y.ncols();
+        let packed = (super::selected::available() && kb > 0)
+            .then(|| super::selected::PackedRows::new(ys, w, kb));
+        Some(XtyPart {
+            cols,
+            ys,
+            w,
+            packed,
+            dim: (x.ncols(), kb),
+        })
+    }
 }
 
 impl<'a> XtyRows<'a> {
@@ -664,33 +696,24 @@ impl<'a> XtyRows<'a> {
         parts: &[(ArrayView2<'a, f32>, ArrayView2<'a, f32>, &'a [f32])],
         threads: usize,
     ) -> Option<Self> {
-        let first = parts.first()?;
-        let (ka, kb) = (first.0.ncols(), first.1.ncols());
-        let mut cols = Vec::with_capacity(parts.len());
-        for (x, y, w) in parts {
-            assert_eq!((x.ncols(), y.ncols()), (ka, kb), "operand shapes");
-            assert_eq!(
-                (x.nrows(), w.len()),
-                (y.nrows(), y.nrows()),
-                "one row per weight"
-            );
-            cols.push((active_cols(x)?, y.to_slice()?, *w));
-        }
-        let macs: usize = cols.iter().map(|(ac, _, _)| ac.rows.len() * kb).sum();
+        let parts = parts.iter().map(XtyPart::new).collect::<Option<Vec<_>>>()?;
+        Self::from_parts(parts, threads)
+    }
+
+    /// The sums of parts built beforehand (`None` when there are none).
+    pub fn from_parts(parts: Vec<XtyPart<'a>>, threads: usize) -> Option<Self> {
+        let (ka, kb) = parts.first()?.dim;
+        assert!(parts.iter().all(|p| p.dim == (ka, kb)), "operand shapes");
+        let macs: usize = parts.iter().map(|p| p.cols.rows.len() * kb).sum();
         let threads = if macs < MIN_PAR_MACS / 4 {
             1
         } else {
             threads.clamp(1, ka.max(1))
         };
-        let packed = super::selected::available().then(|| {
-            let ops: Vec<_> = cols.iter().map(|&(_, ys, w)| (ys, w)).collect();
-            super::selected::PackedRows::new(&ops, kb)
-        });
         Some(XtyRows {
             ka,
             kb,
-            cols,
-            packed,
+            parts,
             ranges: split(ka, threads),
         })
     }
@@ -698,7 +721,7 @@ impl<'a> XtyRows<'a> {
     /// The same sums from the unpacked operands, row at a time (what CPUs without AVX-512
     /// run; for comparing the two).
     pub fn unpacked(mut self) -> Self {
-        self.packed = None;
+        self.parts.iter_mut().for_each(|p| p.packed = None);
         self
     }
 
@@ -709,18 +732,19 @@ impl<'a> XtyRows<'a> {
         assert_eq!(chunks.len(), self.ranges.len(), "one chunk per range");
         let kb = self.kb;
         let list = |i: usize, p: usize| {
-            let ac = &self.cols[p].0;
+            let ac = &self.parts[p].cols;
             &ac.rows[ac.start[i]..ac.start[i + 1]]
         };
+        let packed: Option<Vec<_>> = self.parts.iter().map(|p| p.packed.as_ref()).collect();
         let run = |lo: usize, hi: usize, c: &mut C| {
-            if let Some(pk) = &self.packed {
+            if let Some(pk) = &packed {
                 // output rows a group at a time, summed block by block (each packed block
                 // is read from L1 by the whole group), then handed over while in L2
                 let group = (GROUP_BYTES / (4 * kb)).max(1);
                 let mut buf = vec![0.0f32; group.min(hi - lo) * kb];
                 for g0 in (lo..hi).step_by(group) {
                     let rows = &mut buf[..(hi - g0).min(group) * kb];
-                    pk.sum_rows(rows, kb, g0, list);
+                    super::selected::sum_rows(pk, rows, kb, g0, list);
                     for (j, row) in rows.chunks_exact(kb).enumerate() {
                         sink(c, g0 + j - lo, row);
                     }
@@ -730,8 +754,8 @@ impl<'a> XtyRows<'a> {
             let mut row = vec![0.0f32; kb];
             for i in lo..hi {
                 row.iter_mut().for_each(|x| *x = 0.0);
-                for (p, &(_, ys, w)) in self.cols.iter().enumerate() {
-                    weighted_rows(&mut row, ys, kb, list(i, p), w);
+                for (p, part) in self.parts.iter().enumerate() {
+                    weighted_rows(&mut row, part.ys, kb, list(i, p), part.w);
                 }
                 sink(c, i - lo, &row);
             }

@@ -150,12 +150,24 @@ impl RowWriter<'_> {
     pub fn write(&mut self, i: usize, row: &[f32]) {
         let r = self.lo + i;
         assert!(r < self.hi && row.len() == self.n, "a row of this writer");
-        for (b, x) in row.chunks(BLOCK).enumerate() {
+        let mut blocks = row.chunks_exact(BLOCK);
+        for (b, x) in (&mut blocks).enumerate() {
+            let x: &[f32; BLOCK] = x.try_into().expect("a whole block");
             // SAFETY: block `b` of row `r` (< k) is inside the table's `blocks * k * BLOCK`
-            // floats, and row `r` is this writer's alone
+            // floats, aligned, and row `r` is this writer's alone. A whole block is copied
+            // as one value (inline vector moves; a `memcpy` call a block cost 2 % of an
+            // update)
+            unsafe { *(self.ptr.add((b * self.k + r) * BLOCK) as *mut [f32; BLOCK]) = *x };
+        }
+        let tail = blocks.remainder();
+        if !tail.is_empty() {
+            let b = row.len() / BLOCK;
+            // SAFETY: as above, the first `tail.len() < BLOCK` places of the last block
             unsafe {
                 let d = self.ptr.add((b * self.k + r) * BLOCK);
-                std::ptr::copy_nonoverlapping(x.as_ptr(), d, x.len());
+                for (j, &x) in tail.iter().enumerate() {
+                    *d.add(j) = x;
+                }
             }
         }
     }
@@ -183,86 +195,65 @@ pub fn add_rows(out: &mut [f32], acts: &[Option<Vec<u32>>], table: &PackedTable,
     }
 }
 
-/// The right operands of a gradient `sum over parts of x^T diag(w) y`, scaled by their
-/// row weights and laid out block by block: `[block][row of all parts][BLOCK]`, the last
-/// block padded with zeros. One block of every row is `rows * BLOCK` floats (25.6 KB for
-/// two batches of 100), which is what stays in L1 while the output rows are summed.
+/// One right operand of a gradient `sum over parts of x^T diag(w) y`, scaled by its row
+/// weights and laid out block by block, `[block][row][BLOCK]`, aligned, the last block
+/// padded with zeros. One block of two parts of 100 rows is 25.6 KB: what stays in L1 while
+/// a group of output rows is summed from it.
 pub struct PackedRows {
     blocks: usize,
     rows: usize,
-    /// first packed row of each part
-    offsets: Vec<usize>,
     data: Aligned,
 }
 
 impl PackedRows {
-    /// Packs the parts `(y, w)`: `y` a standard-layout `[rows, n]` table, `w` its rows'
-    /// weights (`w[r] * y[r, j]` is the product the row-at-a-time form takes).
-    pub fn new(parts: &[(&[f32], &[f32])], n: usize) -> PackedRows {
+    /// Packs `y` (a standard-layout `[w.len(), n]` table) scaled by `w` (`w[r] * y[r, j]`
+    /// is the product the row-at-a-time form takes).
+    pub fn new(y: &[f32], w: &[f32], n: usize) -> PackedRows {
         assert!(n > 0, "empty rows");
-        let blocks = n.div_ceil(BLOCK);
-        let mut offsets = Vec::with_capacity(parts.len());
-        let mut rows = 0;
-        for (y, w) in parts {
-            assert_eq!(y.len(), w.len() * n, "one weight per row");
-            offsets.push(rows);
-            rows += w.len();
-        }
+        assert_eq!(y.len(), w.len() * n, "one weight per row");
+        let (blocks, rows) = (n.div_ceil(BLOCK), w.len());
         let mut data = Aligned::default();
         data.zeroed(blocks * rows * BLOCK);
         let d = data.as_mut_slice();
-        for ((y, w), &off) in parts.iter().zip(&offsets) {
-            for (r, &wr) in w.iter().enumerate() {
-                let yr = &y[r * n..][..n];
-                for (b, yb) in yr.chunks(BLOCK).enumerate() {
-                    let d = &mut d[(b * rows + off + r) * BLOCK..][..yb.len()];
-                    d.iter_mut().zip(yb).for_each(|(d, &y)| *d = wr * y);
-                }
+        for (r, &wr) in w.iter().enumerate() {
+            for (b, yb) in y[r * n..][..n].chunks(BLOCK).enumerate() {
+                let d = &mut d[(b * rows + r) * BLOCK..][..yb.len()];
+                d.iter_mut().zip(yb).for_each(|(d, &y)| *d = wr * y);
             }
         }
-        PackedRows {
-            blocks,
-            rows,
-            offsets,
-            data,
+        PackedRows { blocks, rows, data }
+    }
+}
+
+/// Output rows `g0..g0 + buf.len() / n` of a gradient into `buf` (`[rows, n]`, `n` the
+/// parts' width): row `i` is `sum over parts p of sum_{r in list(i, p)} w_p[r] * y_p[r, :]`,
+/// `list(i, p)` the rows of part `p` selected for output row `i`. Panics when an index is
+/// out of range or the CPU lacks AVX-512.
+pub fn sum_rows<'l>(
+    parts: &[&PackedRows],
+    buf: &mut [f32],
+    n: usize,
+    g0: usize,
+    list: impl Fn(usize, usize) -> &'l [u32],
+) {
+    assert!(available(), "AVX-512 kernels on a CPU without AVX-512");
+    assert!(
+        parts.iter().all(|p| p.blocks == n.div_ceil(BLOCK)),
+        "packed width"
+    );
+    assert!(n > 0 && buf.len().is_multiple_of(n), "whole output rows");
+    let g1 = g0 + buf.len() / n;
+    for i in g0..g1 {
+        for (p, part) in parts.iter().enumerate() {
+            let rows = part.rows as u32;
+            assert!(list(i, p).iter().all(|&r| r < rows), "row inside its part");
         }
     }
-
-    /// Packed rows of all parts.
-    pub fn rows(&self) -> usize {
-        self.rows
-    }
-
-    /// Output rows `g0..g0 + buf.len() / n` of the gradient into `buf` (`[rows, n]`, `n`
-    /// the packed width): row `i` is `sum over parts p of sum_{r in list(i, p)} w_p[r] *
-    /// y_p[r, :]`, `list(i, p)` the rows of part `p` selected for output row `i` (indices
-    /// into that part's rows). Panics when an index is out of range or the CPU lacks
-    /// AVX-512.
-    pub fn sum_rows<'l>(
-        &self,
-        buf: &mut [f32],
-        n: usize,
-        g0: usize,
-        list: impl Fn(usize, usize) -> &'l [u32],
-    ) {
-        assert!(available(), "AVX-512 kernels on a CPU without AVX-512");
-        assert_eq!(self.blocks, n.div_ceil(BLOCK), "packed width");
-        assert_eq!(buf.len() % n, 0, "whole output rows");
-        let g1 = g0 + buf.len() / n;
-        let parts = self.offsets.len();
-        for i in g0..g1 {
-            for p in 0..parts {
-                let end = self.offsets.get(p + 1).copied().unwrap_or(self.rows);
-                let len = (end - self.offsets[p]) as u32;
-                assert!(list(i, p).iter().all(|&r| r < len), "row inside its part");
-            }
-        }
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: AVX-512 is present (asserted); every packed row read is inside its part
-        // (asserted) and the packed blocks are whole; output stores are masked to `n`.
-        unsafe {
-            avx512::sum_packed(self, buf, n, g0, g1, &list)
-        }
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: AVX-512 is present (asserted); every packed row read is inside its part
+    // (asserted) and the packed blocks are whole; output stores are masked to `n`.
+    unsafe {
+        avx512::sum_packed(parts, buf, n, g0, g1, &list)
     }
 }
 
@@ -348,7 +339,7 @@ mod avx512 {
 
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn sum_packed<'l>(
-        pk: &PackedRows,
+        parts: &[&PackedRows],
         buf: &mut [f32],
         n: usize,
         g0: usize,
@@ -356,14 +347,13 @@ mod avx512 {
         list: &impl Fn(usize, usize) -> &'l [u32],
     ) {
         let o = buf.as_mut_ptr();
-        for b in 0..pk.blocks {
-            let c0 = b * BLOCK;
+        for (b, c0) in (0..n).step_by(BLOCK).enumerate() {
             let (m0, m1) = masks(c0, n);
-            let base = pk.data.as_slice().as_ptr().add(b * pk.rows * BLOCK);
             for i in g0..g1 {
                 let (mut a0, mut a1) = (_mm512_setzero_ps(), _mm512_setzero_ps());
-                for (p, &off) in pk.offsets.iter().enumerate() {
-                    let row = |r: u32| base.add((off + r as usize) * BLOCK);
+                for (p, part) in parts.iter().enumerate() {
+                    let base = part.data.as_slice().as_ptr().add(b * part.rows * BLOCK);
+                    let row = |r: u32| base.add(r as usize * BLOCK);
                     let mut it = list(i, p).chunks_exact(4);
                     for q in &mut it {
                         let (x0, x1) = sum4(row(q[0]), row(q[1]), row(q[2]), row(q[3]));

@@ -5,6 +5,7 @@
 //! group read as stored in the batch (samples, means, or second moments): summing out is the
 //! caller's choice, made by `rao_blackwellize` before the call.
 
+use super::dense::{XtyPart, XtyRows};
 use super::family::log_partition;
 use super::selected::{PackedTable, RowWriter};
 use super::{Batch, Exec, Temper};
@@ -250,18 +251,26 @@ impl Exec<'_> {
         // (the biases) are independent: on a core each (they were 4 % of a 2-thread CD
         // update, on one core while the other waited)
         let this = &*self;
-        let lists = || {
-            ops.iter()
-                .map(|o| super::dense::XtyRows::new(o, threads))
-                .collect::<Vec<_>>()
-        };
         let mut rest = || this.pair_rest(a, sa, b, sb, grads, &sole, &done);
-        let rows = if threads >= 2 {
-            super::pool::join(lists, rest).0
+        let part = |i: usize| ops.iter().map(|o| XtyPart::new(&o[i])).collect::<Vec<_>>();
+        let (data, model) = if threads >= 2 {
+            // the data part on this core; the model part and the rest on the other
+            super::pool::join(
+                || part(0),
+                || {
+                    rest();
+                    part(1)
+                },
+            )
         } else {
             rest();
-            lists()
+            (part(0), part(1))
         };
+        let rows: Vec<_> = data
+            .into_iter()
+            .zip(model)
+            .map(|(d, m)| XtyRows::from_parts(vec![d?, m?], threads))
+            .collect();
         for ((t, k, scale, _, _, mut table), (ops, rows)) in
             fused.into_iter().zip(ops.iter().zip(rows))
         {
