@@ -442,11 +442,12 @@ impl Exec<'_> {
             super::gemm::sgemm_rows(-1.0, xs, &pb, 1.0, c, t);
         };
         match mv.as_slice() {
-            // per row: selected rows of the table itself for sparse 0/1 rows, else the GEMM
+            // per row: selected rows of the table (or its block-packed copy) for sparse 0/1
+            // rows, else the GEMM
             Some(ms) => {
                 let blocks = || self.kept_blocks((term, transposed), ms, mv.ncols());
                 let blocks: Option<&dense::Blocks> =
-                    super::selected::available().then_some(&blocks);
+                    (super::selected::available() && mv.ncols() > 0).then_some(&blocks);
                 dense::acc_mixed(-1.0, x, ms, blocks, acc, threads, &gemm)
             }
             None => gemm(x, acc.view_mut(), threads),
