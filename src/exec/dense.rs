@@ -74,25 +74,30 @@ pub type DenseRows<'a> = dyn Fn(&ArrayView2<f32>, ArrayViewMut2<f32>, usize) + '
 /// route (`row_lists`): selected rows of `m`, or `dense(x_rows, acc_rows, threads)` (a GEMM
 /// adding `alpha * x_rows · m`) for the rows that are not sparse 0/1, gathered.
 /// `blocks`, where given, hands out `m` packed block by block (`selected::PackedTable`, kept
-/// by the caller while `m` is unchanged), which the selected rows are then read from.
+/// by the caller while `m` is unchanged), which the selected rows are then read from; `ms`
+/// is `m` itself when it is standard layout. With neither, every row takes `dense`.
 pub fn acc_mixed(
     alpha: f32,
     x: &ArrayView2<f32>,
-    ms: &[f32],
+    ms: Option<&[f32]>,
     blocks: Option<&Blocks>,
     acc: &mut Array2<f32>,
     threads: usize,
     dense: &DenseRows,
 ) {
+    if ms.is_none() && blocks.is_none() {
+        return dense(x, acc.view_mut(), threads);
+    }
     let lists = row_lists(x);
     let dense_rows: Vec<usize> = (0..lists.len()).filter(|&r| lists[r].is_none()).collect();
     if dense_rows.len() == lists.len() {
         return dense(x, acc.view_mut(), threads);
     }
     let packed = blocks.map(|f| f());
-    let rows = match &packed {
-        Some(pk) => Rows::Blocks(pk),
-        None => Rows::Table(ms),
+    let rows = match (&packed, ms) {
+        (Some(pk), _) => Rows::Blocks(pk),
+        (None, Some(ms)) => Rows::Table(ms),
+        (None, None) => unreachable!("returned above"),
     };
     acc_rows(alpha, &lists, rows, acc, threads);
     if !dense_rows.is_empty() {
@@ -342,7 +347,7 @@ pub fn acc_xm(
         threads.clamp(1, rows.max(1))
     };
     match m.as_slice() {
-        Some(ms) => acc_mixed(alpha, x, ms, None, acc, threads, &|xs, c, t| {
+        Some(ms) => acc_mixed(alpha, x, Some(ms), None, acc, threads, &|xs, c, t| {
             gemm_rows(alpha, xs, m, c, t)
         }),
         None => gemm_rows(alpha, x, m, acc.view_mut(), threads),
@@ -481,7 +486,7 @@ pub fn acc_xm_packed(
         threads
     };
     match src.as_slice() {
-        Some(ms) => acc_mixed(alpha, x, ms, None, acc, threads, &|xs, c, t| {
+        Some(ms) => acc_mixed(alpha, x, Some(ms), None, acc, threads, &|xs, c, t| {
             super::gemm::sgemm_rows(alpha, xs, b, 1.0, c, t)
         }),
         None => super::gemm::sgemm_rows(alpha, x, b, 1.0, acc.view_mut(), threads),

@@ -390,8 +390,8 @@ impl Exec<'_> {
             kept.current = false;
             kept.calls = 0;
         }
-        for (&(t, transposed), kept) in self.jit.blocks.lock().expect("packed blocks").iter_mut() {
-            let held = kept.stepped && !transposed && untouched.get(t) == Some(&true);
+        for (&(t, _), kept) in self.jit.blocks.lock().expect("packed blocks").iter_mut() {
+            let held = kept.stepped && untouched.get(t) == Some(&true);
             kept.current &= held;
             kept.stepped = false;
         }
@@ -441,56 +441,73 @@ impl Exec<'_> {
             let pb = self.kept_panels(term, transposed, mv);
             super::gemm::sgemm_rows(-1.0, xs, &pb, 1.0, c, t);
         };
-        match mv.as_slice() {
-            // per row: selected rows of the table (or its block-packed copy) for sparse 0/1
-            // rows, else the GEMM
-            Some(ms) => {
-                let blocks = || self.kept_blocks((term, transposed), ms, mv.ncols());
-                let blocks: Option<&dense::Blocks> =
-                    (super::selected::available() && mv.ncols() > 0).then_some(&blocks);
-                dense::acc_mixed(-1.0, x, ms, blocks, acc, threads, &gemm)
-            }
-            None => gemm(x, acc.view_mut(), threads),
-        }
+        // per row: selected rows of the table, or of its block-packed copy (any orientation),
+        // for sparse 0/1 rows, else the GEMM
+        let blocks = || self.kept_blocks((term, transposed), mv);
+        let blocks: Option<&dense::Blocks> =
+            (super::selected::available() && mv.ncols() > 0).then_some(&blocks);
+        dense::acc_mixed(-1.0, x, mv.as_slice(), blocks, acc, threads, &gemm)
     }
 
-    /// Dense table `key` (term, transposed; standard layout: `ms`, `n` columns) packed block by block for
+    /// Dense table `key` (term, transposed: the view `mv`) packed block by block for
     /// the selected-rows sums, on first use after `set_params`, refilled in place.
     fn kept_blocks(
         &self,
         key: (usize, bool),
-        ms: &[f32],
-        n: usize,
+        mv: ndarray::ArrayView2<f32>,
     ) -> Arc<super::selected::PackedTable> {
         let mut kept = self.jit.blocks.lock().expect("packed blocks");
         let entry = kept.entry(key).or_default();
         if !entry.current {
             match entry.table.as_mut().and_then(Arc::get_mut) {
-                Some(t) => t.fill(ms, n),
-                None => entry.table = Some(Arc::new(super::selected::PackedTable::new(ms, n))),
+                Some(t) => t.fill_view(mv),
+                None => {
+                    let mut t = super::selected::PackedTable::default();
+                    t.fill_view(mv);
+                    entry.table = Some(Arc::new(t));
+                }
             }
             entry.current = true;
         }
         entry.table.clone().expect("filled above")
     }
 
-    /// Dense table `term`'s block-packed copy, taken out for the trainer's step to write
-    /// with the table (every row), when the selected-rows sums have used one.
-    pub(super) fn take_blocks(&self, term: usize) -> Option<Arc<super::selected::PackedTable>> {
+    /// Dense table `term`'s block-packed copies (`(transposed, copy)`, as the selected-rows
+    /// sums have used them), taken out for the trainer's step to write with the table (every
+    /// row).
+    pub(super) fn take_blocks(
+        &self,
+        term: usize,
+    ) -> Vec<(bool, Arc<super::selected::PackedTable>)> {
         let mut kept = self.jit.blocks.lock().expect("packed blocks");
-        let entry = kept.get_mut(&(term, false))?;
-        entry.current = false;
-        let mut table = entry.table.take()?;
-        // a product still holding it (none should, between updates) leaves it to be refilled
-        Arc::get_mut(&mut table)?;
-        Some(table)
+        let mut out = Vec::new();
+        for transposed in [false, true] {
+            let Some(entry) = kept.get_mut(&(term, transposed)) else {
+                continue;
+            };
+            entry.current = false;
+            // a product still holding one (none should, between updates) leaves it to be
+            // refilled
+            if let Some(mut table) = entry.table.take() {
+                if Arc::get_mut(&mut table).is_some() {
+                    out.push((transposed, table));
+                }
+            }
+        }
+        out
     }
 
-    /// Puts back a copy `take_blocks` gave out, now written from the stepped table.
-    pub(super) fn put_blocks(&self, term: usize, table: Arc<super::selected::PackedTable>) {
+    /// Puts back the copies `take_blocks` gave out, now written from the stepped table.
+    pub(super) fn put_blocks(
+        &self,
+        term: usize,
+        tables: Vec<(bool, Arc<super::selected::PackedTable>)>,
+    ) {
         let mut kept = self.jit.blocks.lock().expect("packed blocks");
-        let entry = kept.entry((term, false)).or_default();
-        (entry.current, entry.stepped, entry.table) = (true, true, Some(table));
+        for (transposed, table) in tables {
+            let entry = kept.entry((term, transposed)).or_default();
+            (entry.current, entry.stepped, entry.table) = (true, true, Some(table));
+        }
     }
 
     /// The GEMM's packed panels of dense table `term` (`mv`, transposed or not), packed on

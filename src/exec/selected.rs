@@ -91,24 +91,48 @@ impl PackedTable {
         }
     }
 
+    /// Packs the view `m` (any strides: a transposed table is packed from its contiguous
+    /// columns), reusing the buffer.
+    pub fn fill_view(&mut self, m: ndarray::ArrayView2<f32>) {
+        let (k, n) = m.dim();
+        if let Some(src) = m.as_slice() {
+            return self.fill(src, n);
+        }
+        assert!(n > 0, "table shape");
+        if (self.k, self.n) != (k, n) {
+            self.data.zeroed(n.div_ceil(BLOCK) * k * BLOCK);
+        }
+        (self.k, self.n) = (k, n);
+        let d = self.data.as_mut_slice();
+        for (c, col) in m.columns().into_iter().enumerate() {
+            let (b, j) = (c / BLOCK, c % BLOCK);
+            let d = &mut d[b * k * BLOCK + j..];
+            for (i, &x) in col.iter().enumerate() {
+                d[i * BLOCK] = x;
+            }
+        }
+    }
+
     /// `(k, n)`.
     pub fn dim(&self) -> (usize, usize) {
         (self.k, self.n)
     }
 
-    /// Writers of the rows `ranges` (disjoint, ascending), one each, for the threads of a
-    /// row split (the trainer's step writes each updated table row here as well), after
-    /// shaping the table `[k, n]`.
+    /// Writers of the rows `ranges` (disjoint, ascending) of a `[k, n]` table, one each,
+    /// for the threads of a row split (the trainer's step writes each updated table row
+    /// here as well), after shaping this copy: the table's, or its transpose's
+    /// (`transposed`: `[n, k]`, a table row is then a column).
     pub fn row_writers(
         &mut self,
-        k: usize,
-        n: usize,
+        (k, n): (usize, usize),
+        transposed: bool,
         ranges: &[(usize, usize)],
     ) -> Vec<RowWriter<'_>> {
-        assert!(n > 0, "empty rows");
-        if (self.k, self.n) != (k, n) {
-            self.data.zeroed(n.div_ceil(BLOCK) * k * BLOCK);
-            (self.k, self.n) = (k, n);
+        assert!(n > 0 && k > 0, "empty table");
+        let shape = if transposed { (n, k) } else { (k, n) };
+        if (self.k, self.n) != shape {
+            self.data.zeroed(shape.1.div_ceil(BLOCK) * shape.0 * BLOCK);
+            (self.k, self.n) = shape;
         }
         assert!(
             ranges.windows(2).all(|w| w[0].1 <= w[1].0)
@@ -120,8 +144,9 @@ impl PackedTable {
             .iter()
             .map(|&(lo, hi)| RowWriter {
                 ptr,
-                k,
+                k: self.k,
                 n,
+                transposed,
                 lo,
                 hi,
                 _table: std::marker::PhantomData,
@@ -130,26 +155,65 @@ impl PackedTable {
     }
 }
 
-/// Writes the rows `lo..hi` of a `PackedTable`; the writers of one table cover disjoint
-/// rows, so threads may hold one each.
+/// Writes the table rows `lo..hi` into a `PackedTable` (of the table, or of its transpose,
+/// where they are columns); the writers of one copy cover disjoint rows, so threads may hold
+/// one each.
 pub struct RowWriter<'a> {
     ptr: *mut f32,
+    /// rows of the packed copy
     k: usize,
+    /// the table's row length
     n: usize,
+    transposed: bool,
     lo: usize,
     hi: usize,
     _table: std::marker::PhantomData<&'a mut PackedTable>,
 }
 
-// SAFETY: a writer only touches the packed places of its own rows (checked in `write`),
-// which no other writer of the table covers; the table is borrowed mutably meanwhile.
+// SAFETY: a writer only touches the packed places of its own table rows (checked in
+// `write`): whole rows of the copy, or single lanes (columns) of a transposed one, which no
+// other writer of the copy covers; the copy is borrowed mutably meanwhile.
 unsafe impl Send for RowWriter<'_> {}
 
 impl RowWriter<'_> {
-    /// Row `lo + i` := `row` (`n` floats).
+    /// Whether this writes a transposed copy (`write_all`, after the rows are final).
+    pub fn transposed(&self) -> bool {
+        self.transposed
+    }
+
+    /// All the writer's table rows at once, `rows` (`[hi - lo, n]`), into a transposed copy:
+    /// a row is a column there, so the rows go in groups of a block's width, each written
+    /// row of the copy by row (one 128-byte run of lanes; storing each table row across the
+    /// copy as it was stepped touched a line a value, which cost more than the copy saves).
+    pub fn write_all(&mut self, rows: &[f32]) {
+        assert!(self.transposed, "rows of a transposed copy");
+        let (lo, hi, n) = (self.lo, self.hi, self.n);
+        assert_eq!(rows.len(), (hi - lo) * n, "the writer's rows");
+        let mut g0 = lo;
+        while g0 < hi {
+            let g1 = ((g0 / BLOCK + 1) * BLOCK).min(hi);
+            let (b, j0) = (g0 / BLOCK, g0 % BLOCK);
+            for kk in 0..n {
+                let d = (b * self.k + kk) * BLOCK + j0;
+                for (j, r) in (g0..g1).enumerate() {
+                    // SAFETY: row kk < n of the copy, block b <= (hi - 1) / BLOCK of a copy
+                    // with at least `hi` columns; lanes j0..j0 + (g1 - g0) of block b are
+                    // the columns g0..g1, this writer's alone
+                    unsafe { *self.ptr.add(d + j) = rows[(r - lo) * n + kk] };
+                }
+            }
+            g0 = g1;
+        }
+    }
+
+    /// Table row `lo + i` := `row` (`n` floats).
     pub fn write(&mut self, i: usize, row: &[f32]) {
         let r = self.lo + i;
         assert!(r < self.hi && row.len() == self.n, "a row of this writer");
+        assert!(
+            !self.transposed,
+            "a transposed copy is written whole (`write_all`)"
+        );
         let mut blocks = row.chunks_exact(BLOCK);
         for (b, x) in (&mut blocks).enumerate() {
             let x: &[f32; BLOCK] = x.try_into().expect("a whole block");

@@ -21,30 +21,36 @@ type RowChunk<'a> = (
     &'a mut [f64],
     &'a mut [f32],
     bool,
-    Option<RowWriter<'a>>,
+    Vec<RowWriter<'a>>,
 );
 
 /// `p`, `v`, `t` cut at the row `ranges` (rows of `n`), with the writers of the table's
-/// packed blocks when it has them.
+/// packed copies (`(transposed, copy)`).
 fn row_chunks<'a>(
     p: &'a mut [f64],
     v: &'a mut [f64],
     t: &'a mut [f32],
-    blocks: Option<&'a mut PackedTable>,
+    blocks: Vec<(bool, &'a mut PackedTable)>,
     ranges: &[(usize, usize)],
     n: usize,
 ) -> Vec<RowChunk<'a>> {
     use super::dense::row_chunks as cut;
     let k = t.len() / n.max(1);
-    let mut writers: Vec<Option<RowWriter>> = match blocks {
-        Some(b) => b.row_writers(k, n, ranges).into_iter().map(Some).collect(),
-        None => ranges.iter().map(|_| None).collect(),
-    };
+    let mut writers: Vec<Vec<RowWriter>> = ranges.iter().map(|_| Vec::new()).collect();
+    for (transposed, b) in blocks {
+        for (w, ws) in b
+            .row_writers((k, n), transposed, ranges)
+            .into_iter()
+            .zip(&mut writers)
+        {
+            ws.push(w);
+        }
+    }
     cut(p, ranges, n)
         .into_iter()
         .zip(cut(v, ranges, n))
         .zip(cut(t, ranges, n))
-        .zip(writers.drain(..))
+        .zip(writers)
         .map(|(((p, v), t), w)| (p, v, t, false, w))
         .collect()
 }
@@ -278,7 +284,10 @@ impl Exec<'_> {
             let ts = table.as_slice_mut().expect("standard layout");
             // its packed copy for the selected-rows sums, written row by row with the table
             let mut kept = self.take_blocks(t);
-            let blocks = kept.as_mut().and_then(Arc::get_mut);
+            let blocks: Vec<_> = kept
+                .iter_mut()
+                .filter_map(|(tr, b)| Some((*tr, Arc::get_mut(b)?)))
+                .collect();
             let (p, v) = (&mut step.params[k][..], &mut step.velocity[k][..]);
             let f = step.step;
             let row_step = |c: &mut RowChunk, i: usize, g: &[f32]| {
@@ -287,7 +296,7 @@ impl Exec<'_> {
                 c.3 |= f(k, p, v, g, scale);
                 let t = &mut c.2[i * n..][..n];
                 super::dense::scaled_f32(t, p, scale);
-                if let Some(w) = &mut c.4 {
+                for w in c.4.iter_mut().filter(|w| !w.transposed()) {
                     w.write(i, t);
                 }
             };
@@ -312,11 +321,17 @@ impl Exec<'_> {
                 super::pool::for_each(jobs, |(c, &(lo, hi))| run(c, lo, hi));
                 *self.grad_scratch.lock().expect("scratch") = g.into_raw_vec_and_offset().0;
             }
+            if chunks.iter().any(|c| c.4.iter().any(|w| w.transposed())) {
+                // the transposed copies from the final rows, each thread its own
+                super::pool::for_each(chunks.iter_mut().collect(), |c: &mut RowChunk| {
+                    for w in c.4.iter_mut().filter(|w| w.transposed()) {
+                        w.write_all(c.2);
+                    }
+                });
+            }
             bad |= chunks.iter().any(|c| c.3);
             drop(chunks);
-            if let Some(kept) = kept {
-                self.put_blocks(t, kept);
-            }
+            self.put_blocks(t, kept);
             self.tables.mats[t] = Some(table);
         }
         (done, bad)

@@ -534,7 +534,8 @@ fn selected_rows_match_dense_products() {
 /// The AVX-512 selected-rows sums (`exec::selected`: column blocks from a packed copy) give
 /// the row-at-a-time sums bit for bit, at widths around the block and vector sizes, for any
 /// `alpha`, at 1 and 2 threads; a packed copy written row by row (the trainer's step) is the
-/// copy packed whole; the gradient's packed rows give the unpacked rows.
+/// copy packed whole, and so is a transpose's copy, packed from the transposed view or
+/// written from the table's rows; the gradient's packed rows give the unpacked rows.
 #[test]
 fn blocked_selected_rows_are_the_row_sums_bit_for_bit() {
     use ebmc::exec::dense::{acc_rows, row_lists, Rows, XtyRows};
@@ -563,7 +564,11 @@ fn blocked_selected_rows_are_the_row_sums_bit_for_bit() {
         // written a row at a time by two writers, over a table of another shape first
         let mut by_rows = PackedTable::new(&[1.0; 6], 3);
         let ranges = [(0, k / 2), (k / 2, k)];
-        for (mut wr, &(lo, hi)) in by_rows.row_writers(k, n, &ranges).into_iter().zip(&ranges) {
+        for (mut wr, &(lo, hi)) in by_rows
+            .row_writers((k, n), false, &ranges)
+            .into_iter()
+            .zip(&ranges)
+        {
             for i in lo..hi {
                 wr.write(i - lo, &ws[i * n..][..n]);
             }
@@ -578,6 +583,35 @@ fn blocked_selected_rows_are_the_row_sums_bit_for_bit() {
                     assert_eq!(got, want, "{m}x{k}x{n}, alpha {alpha}, {threads} threads");
                 }
             }
+        }
+        // the transpose's copy: packed from the transposed view, and written by two writers
+        // from the table's rows (split off a block boundary)
+        let wt = w.t().as_standard_layout().into_owned();
+        let mut from_view = PackedTable::default();
+        from_view.fill_view(w.t());
+        let mut by_cols = PackedTable::new(&[1.0; 6], 3);
+        let ranges = [(0, k / 3), (k / 3, k)];
+        for (mut wr, &(lo, hi)) in by_cols
+            .row_writers((k, n), true, &ranges)
+            .into_iter()
+            .zip(&ranges)
+        {
+            wr.write_all(&ws[lo * n..hi * n]);
+        }
+        let xt = Array2::from_shape_fn((m, n), |_| (rng.random::<f64>() < density) as u8 as f32);
+        let lists_t = row_lists(&xt.view());
+        let mut want = Array2::<f32>::zeros((m, k));
+        acc_rows(
+            -1.0,
+            &lists_t,
+            Rows::Table(wt.as_slice().expect("standard")),
+            &mut want,
+            1,
+        );
+        for pk in [&from_view, &by_cols] {
+            let mut got = Array2::<f32>::zeros((m, k));
+            acc_rows(-1.0, &lists_t, Rows::Blocks(pk), &mut got, 2);
+            assert_eq!(got, want, "{m}x{k}x{n}, transposed copy");
         }
         // the gradient's rows: two parts (data and model), weights of both signs
         let x2 = Array2::from_shape_fn((m, k), |_| (rng.random::<f64>() < density) as u8 as f32);
