@@ -30,7 +30,7 @@ pub fn active_rows(x: &ArrayView2<f32>) -> Option<Vec<Vec<u32>>> {
     let mut out = Vec::with_capacity(m);
     let mut ones = 0usize;
     for row in x.rows() {
-        let (act, other) = ones_of(&row);
+        let (act, other) = ones_of(&row, cap - ones);
         ones += act.len();
         if other > 0 || ones > cap {
             return None;
@@ -49,7 +49,7 @@ pub fn row_lists(x: &ArrayView2<f32>) -> Vec<Option<Vec<u32>>> {
     x.rows()
         .into_iter()
         .map(|row| {
-            let (act, other) = ones_of(&row);
+            let (act, other) = ones_of(&row, cap);
             (other == 0 && act.len() <= cap).then_some(act)
         })
         .collect()
@@ -126,13 +126,15 @@ pub fn weighted_row_sum(w: &ndarray::Array1<f32>, x: ArrayView2<f32>) -> ndarray
 }
 
 /// The indices of the entries equal to 1 of one row, and how many entries are neither 0
-/// nor 1 (when that is not 0, the list and the count may stop early).
-fn ones_of(row: &ndarray::ArrayView1<f32>) -> (Vec<u32>, usize) {
+/// nor 1. When that is not 0, or the list grows longer than `cap`, the list and the count
+/// may stop early (every caller then gives up on the list: a dense row is not scanned to
+/// its end).
+fn ones_of(row: &ndarray::ArrayView1<f32>, cap: usize) -> (Vec<u32>, usize) {
     #[cfg(target_arch = "x86_64")]
     if let Some(s) = row.as_slice() {
         if std::arch::is_x86_feature_detected!("avx512f") {
             // SAFETY: the CPU has the features the function was compiled for.
-            return unsafe { ones_avx512(s) };
+            return unsafe { ones_avx512(s, cap) };
         }
     }
     // branch-free compaction: at 13 % ones a filter's branch mispredicts often enough to
@@ -152,7 +154,7 @@ fn ones_of(row: &ndarray::ArrayView1<f32>) -> (Vec<u32>, usize) {
 /// loop above was ~10 % of a CD-1 update at 1.5 ns an entry).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn ones_avx512(row: &[f32]) -> (Vec<u32>, usize) {
+unsafe fn ones_avx512(row: &[f32], cap: usize) -> (Vec<u32>, usize) {
     use std::arch::x86_64::*;
     let n = row.len();
     let mut act: Vec<u32> = Vec::with_capacity(n);
@@ -171,8 +173,9 @@ unsafe fn ones_avx512(row: &[f32]) -> (Vec<u32>, usize) {
         _mm512_mask_compressstoreu_epi32(dst.add(cnt) as *mut _, m1, idx);
         cnt += m1.count_ones() as usize;
         other += 16 - (m0 | m1).count_ones() as usize;
-        if other > 0 {
-            // not a 0/1 row: every caller gives up on the list (means stop here)
+        if other > 0 || cnt > cap {
+            // not a sparse 0/1 row: every caller gives up on the list (means, or a sampled
+            // state denser than the selected rows pay for, stop here)
             act.set_len(cnt);
             return (act, other);
         }
