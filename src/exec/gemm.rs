@@ -207,12 +207,12 @@ pub fn sgemm_rows(
 /// Rows of the micro-kernel's register tile.
 const MR: usize = 10;
 /// Columns of the register tile and of a packed `B` panel.
-const NR: usize = 32;
+pub(crate) const NR: usize = 32;
 /// Columns of a packed `B` block.
 const NC: usize = 1024;
 
 #[cfg(target_arch = "x86_64")]
-mod avx512 {
+pub(crate) mod avx512 {
     use std::arch::x86_64::*;
     use std::cell::RefCell;
 
@@ -398,7 +398,7 @@ mod avx512 {
     /// AVX2 must be available; the 8 source columns of `kc` floats and the destination
     /// rows must be valid.
     #[target_feature(enable = "avx2")]
-    unsafe fn transpose_8(dst: *mut f32, src: *const f32, cs: isize, kc: usize) {
+    pub(crate) unsafe fn transpose_8(dst: *mut f32, src: *const f32, cs: isize, kc: usize) {
         let mut p = 0;
         while p + 8 <= kc {
             let r: [__m256; 8] =

@@ -14,6 +14,9 @@
 /// Columns a block: two 16-lane vectors.
 pub const BLOCK: usize = 32;
 
+// a transposed copy is written with the GEMM's panel transposes, whose rows are `NR` wide
+const _: () = assert!(super::gemm::NR == BLOCK);
+
 /// Whether this CPU runs the blocked kernels.
 pub fn available() -> bool {
     #[cfg(target_arch = "x86_64")]
@@ -149,11 +152,16 @@ impl PackedTable {
                 transposed,
                 lo,
                 hi,
+                done: (lo.next_multiple_of(DONE), lo.next_multiple_of(DONE)),
                 _table: std::marker::PhantomData,
             })
             .collect()
     }
 }
+
+/// Rows of a transposed copy `RowWriter::row_done` writes at once: 16 fill a cache line of
+/// each row of the copy (8, half lines, were read for ownership twice).
+const DONE: usize = 16;
 
 /// Writes the table rows `lo..hi` into a `PackedTable` (of the table, or of its transpose,
 /// where they are columns); the writers of one copy cover disjoint rows, so threads may hold
@@ -167,6 +175,8 @@ pub struct RowWriter<'a> {
     transposed: bool,
     lo: usize,
     hi: usize,
+    /// rows of a transposed copy already written (`row_done`), from a multiple of `DONE`
+    done: (usize, usize),
     _table: std::marker::PhantomData<&'a mut PackedTable>,
 }
 
@@ -181,25 +191,60 @@ impl RowWriter<'_> {
         self.transposed
     }
 
-    /// All the writer's table rows at once, `rows` (`[hi - lo, n]`), into a transposed copy:
-    /// a row is a column there, so the rows go in groups of a block's width, each written
-    /// row of the copy by row (one 128-byte run of lanes; storing each table row across the
-    /// copy as it was stepped touched a line a value, which cost more than the copy saves).
+    /// Row `lo + i` of a transposed copy's table is final (`rows`: the writer's table rows,
+    /// `[hi - lo, n]`): when it completes `DONE` rows from a multiple of `DONE`, they are
+    /// written now, while they are in L1 (an 8x8 transpose each; done after the step, reading the
+    /// rows back cost as much as the GEMM's packing the copy replaces).
+    pub fn row_done(&mut self, i: usize, rows: &[f32]) {
+        let r = self.lo + i;
+        if self.transposed && (r + 1).is_multiple_of(DONE) && r + 1 - DONE == self.done.1 {
+            self.write_range(rows, r + 1 - DONE, r + 1);
+            self.done.1 = r + 1;
+        }
+    }
+
+    /// The writer's table rows `rows` (`[hi - lo, n]`, final) into a transposed copy, those
+    /// `row_done` has not written.
     pub fn write_all(&mut self, rows: &[f32]) {
+        let (lo, hi) = (self.lo, self.hi);
+        let (a, b) = (self.done.0.min(hi), self.done.1.min(hi));
+        self.write_range(rows, lo, a);
+        self.write_range(rows, b, hi);
+    }
+
+    /// Table rows `a..b` (of `rows`: `[hi - lo, n]`) into a transposed copy: a row is a
+    /// column there, so the rows go in groups of a block's width, eight at a time as 8x8
+    /// transposes (the GEMM's packing has the same layout: 32 lanes a row), the rest one by
+    /// one.
+    fn write_range(&mut self, rows: &[f32], a: usize, b: usize) {
         assert!(self.transposed, "rows of a transposed copy");
         let (lo, hi, n) = (self.lo, self.hi, self.n);
         assert_eq!(rows.len(), (hi - lo) * n, "the writer's rows");
-        let mut g0 = lo;
-        while g0 < hi {
-            let g1 = ((g0 / BLOCK + 1) * BLOCK).min(hi);
-            let (b, j0) = (g0 / BLOCK, g0 % BLOCK);
-            for kk in 0..n {
-                let d = (b * self.k + kk) * BLOCK + j0;
-                for (j, r) in (g0..g1).enumerate() {
-                    // SAFETY: row kk < n of the copy, block b <= (hi - 1) / BLOCK of a copy
-                    // with at least `hi` columns; lanes j0..j0 + (g1 - g0) of block b are
-                    // the columns g0..g1, this writer's alone
-                    unsafe { *self.ptr.add(d + j) = rows[(r - lo) * n + kk] };
+        assert!(lo <= a.min(b) && b <= hi, "the writer's rows");
+        let mut g0 = a;
+        while g0 < b {
+            let g1 = ((g0 / BLOCK + 1) * BLOCK).min(b);
+            let blk = g0 / BLOCK;
+            let mut r = g0;
+            // SAFETY (both writes): rows kk < n of the copy, block blk <= (hi - 1) / BLOCK
+            // of a copy with at least `hi` columns; lanes r % BLOCK .. g1 - blk * BLOCK of
+            // block blk are the columns r..g1, this writer's alone; the source rows r..g1
+            // are inside `rows` (`(hi - lo) * n` floats, asserted)
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx2") {
+                while r + 8 <= g1 {
+                    let d = (blk * self.k) * BLOCK + r % BLOCK;
+                    let src = rows[(r - lo) * n..].as_ptr();
+                    unsafe {
+                        super::gemm::avx512::transpose_8(self.ptr.add(d), src, n as isize, n)
+                    };
+                    r += 8;
+                }
+            }
+            for r in r..g1 {
+                let d = (blk * self.k) * BLOCK + r % BLOCK;
+                for (kk, &x) in rows[(r - lo) * n..][..n].iter().enumerate() {
+                    unsafe { *self.ptr.add(d + kk * BLOCK) = x };
                 }
             }
             g0 = g1;

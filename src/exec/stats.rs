@@ -296,8 +296,12 @@ impl Exec<'_> {
                 c.3 |= f(k, p, v, g, scale);
                 let t = &mut c.2[i * n..][..n];
                 super::dense::scaled_f32(t, p, scale);
-                for w in c.4.iter_mut().filter(|w| !w.transposed()) {
-                    w.write(i, t);
+                for w in &mut c.4 {
+                    if w.transposed() {
+                        w.row_done(i, c.2);
+                    } else {
+                        w.write(i, &c.2[i * n..][..n]);
+                    }
                 }
             };
             let mut chunks;

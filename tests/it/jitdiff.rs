@@ -591,12 +591,18 @@ fn blocked_selected_rows_are_the_row_sums_bit_for_bit() {
         from_view.fill_view(w.t());
         let mut by_cols = PackedTable::new(&[1.0; 6], 3);
         let ranges = [(0, k / 3), (k / 3, k)];
-        for (mut wr, &(lo, hi)) in by_cols
+        for (t, (mut wr, &(lo, hi))) in by_cols
             .row_writers((k, n), true, &ranges)
             .into_iter()
             .zip(&ranges)
+            .enumerate()
         {
-            wr.write_all(&ws[lo * n..hi * n]);
+            let rows = &ws[lo * n..hi * n];
+            if t == 1 {
+                // as the trainer's step does: rows announced final in order, then the rest
+                (0..hi - lo).for_each(|i| wr.row_done(i, rows));
+            }
+            wr.write_all(rows);
         }
         let xt = Array2::from_shape_fn((m, n), |_| (rng.random::<f64>() < density) as u8 as f32);
         let lists_t = row_lists(&xt.view());

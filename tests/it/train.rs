@@ -623,5 +623,14 @@ fn update_cases() -> Vec<(Model, Params, Array2<f32>, usize)> {
             let d = Array2::from_shape_fn((150, 120), |_| (rng.random::<f64>() < 0.2) as u8 as f32);
             (m, p, d, 75)
         },
+        {
+            // hidden biases -2.5: sampled hiddens ~8 % on, so `h Wᵀ` sums selected rows of
+            // the transpose's packed copy, which the fused step writes as it goes
+            let (m, mut p) = rbm(120, 300, 0.05, 6);
+            p.values[2].iter_mut().for_each(|b| *b = -2.5);
+            let mut rng = StdRng::seed_from_u64(7);
+            let d = Array2::from_shape_fn((150, 120), |_| (rng.random::<f64>() < 0.2) as u8 as f32);
+            (m, p, d, 75)
+        },
     ]
 }
