@@ -412,7 +412,7 @@ impl<'m> Trainer<'m> {
         let m = vis[0].nrows();
         let seed = self.cfg.seed ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15);
         let mut rngs = Rngs::new(seed, 0, m);
-        let data = self.ex.batch_from_visible(vis);
+        let mut data = self.ex.batch_from_visible(vis);
         let (stats, obj, swap) = match self.cfg.method.clone() {
             Method::Cd { .. } | Method::CdSchedule { .. } => {
                 let k = self.cfg.method.k_at(self.state.epoch);
@@ -427,7 +427,18 @@ impl<'m> Trainer<'m> {
                 {
                     phases::cd_halves(&self.ex, &data, k, mean, &mut rngs)
                 } else {
-                    phases::cd(&self.ex, &data, k, mean, &mut rngs)
+                    // one copy fewer: CD takes the batch, unless sparsity reads it later
+                    let owned = match self.cfg.sparsity {
+                        Some(_) => data.clone(),
+                        None => std::mem::replace(
+                            &mut data,
+                            Batch {
+                                x: vec![],
+                                sq: vec![],
+                            },
+                        ),
+                    };
+                    phases::cd(&self.ex, owned, k, mean, &mut rngs)
                 };
                 (Statistics::Pair(pos, neg), e, 0.0)
             }

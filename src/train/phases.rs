@@ -179,14 +179,14 @@ pub(crate) fn mean_reconstruction_ok(ex: &Exec) -> bool {
 /// beforehand).
 pub(crate) fn cd(
     ex: &Exec,
-    data: &Batch,
+    data: Batch,
     k: usize,
     mean_visible: bool,
     rngs: &mut Rngs,
 ) -> (f64, Batch, Batch) {
-    let (pos, neg) =
-        crate::exec::jit::without_amx(|| cd_chains(ex, data.clone(), k, mean_visible, rngs));
-    let err = mean_of(&row_errors(ex, data, &neg));
+    let (pos, neg) = crate::exec::jit::without_amx(|| cd_chains(ex, data, k, mean_visible, rngs));
+    // the positive batch holds the data's visibles (no copy of the data kept for this)
+    let err = mean_of(&row_errors(ex, &pos, &neg));
     (err, pos, neg)
 }
 
