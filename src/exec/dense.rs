@@ -653,9 +653,10 @@ pub fn xty_sparse<'a>(
 /// Bytes of output rows `XtyRows` sums before handing them over (they stay in L2).
 const GROUP_BYTES: usize = 256 << 10;
 
-/// The rows of `sum over parts (x, y, w) of x^T diag(w) y` for sparse 0/1 `x`, each summed
-/// in an L1-resident f32 row and handed to a sink while it is hot (`xty_sparse` writes it to
-/// a gradient; the trainer's fused step applies the optimiser to it).
+/// The rows of `sum over parts (x, y, w) of x^T diag(w) y` for sparse 0/1 `x`, summed from
+/// the parts' packed blocks a group of rows at a time (`selected`; else each in an
+/// L1-resident f32 row) and handed to a sink while in cache (`xty_sparse` writes them to a
+/// gradient; the trainer's fused step applies the optimiser to them).
 pub struct XtyRows<'a> {
     pub ka: usize,
     pub kb: usize,

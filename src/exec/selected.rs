@@ -76,16 +76,21 @@ impl PackedTable {
         t
     }
 
+    /// Shapes the copy `[k, n]`, zeroed when the shape changes: the padding must be zero,
+    /// and a refill of the same shape never writes it.
+    fn shape(&mut self, k: usize, n: usize) {
+        assert!(n > 0, "table shape");
+        if (self.k, self.n) != (k, n) {
+            self.data.zeroed(n.div_ceil(BLOCK) * k * BLOCK);
+            (self.k, self.n) = (k, n);
+        }
+    }
+
     /// Packs `src` (`[src.len() / n, n]`), reusing the buffer.
     pub fn fill(&mut self, src: &[f32], n: usize) {
         assert!(n > 0 && src.len().is_multiple_of(n), "table shape");
         let k = src.len() / n;
-        let blocks = n.div_ceil(BLOCK);
-        if (self.k, self.n) != (k, n) {
-            // the padding must be zero; a refill of the same shape never writes it
-            self.data.zeroed(blocks * k * BLOCK);
-        }
-        (self.k, self.n) = (k, n);
+        self.shape(k, n);
         let d = self.data.as_mut_slice();
         for (i, row) in src.chunks_exact(n).enumerate() {
             for (b, x) in row.chunks(BLOCK).enumerate() {
@@ -101,11 +106,7 @@ impl PackedTable {
         if let Some(src) = m.as_slice() {
             return self.fill(src, n);
         }
-        assert!(n > 0, "table shape");
-        if (self.k, self.n) != (k, n) {
-            self.data.zeroed(n.div_ceil(BLOCK) * k * BLOCK);
-        }
-        (self.k, self.n) = (k, n);
+        self.shape(k, n);
         let d = self.data.as_mut_slice();
         for (c, col) in m.columns().into_iter().enumerate() {
             let (b, j) = (c / BLOCK, c % BLOCK);
@@ -132,11 +133,8 @@ impl PackedTable {
         ranges: &[(usize, usize)],
     ) -> Vec<RowWriter<'_>> {
         assert!(n > 0 && k > 0, "empty table");
-        let shape = if transposed { (n, k) } else { (k, n) };
-        if (self.k, self.n) != shape {
-            self.data.zeroed(shape.1.div_ceil(BLOCK) * shape.0 * BLOCK);
-            (self.k, self.n) = shape;
-        }
+        let (rows, cols) = if transposed { (n, k) } else { (k, n) };
+        self.shape(rows, cols);
         assert!(
             ranges.windows(2).all(|w| w[0].1 <= w[1].0)
                 && ranges.iter().all(|&(a, b)| a <= b && b <= k),
