@@ -659,6 +659,53 @@ fn blocked_selected_rows_are_the_row_sums_bit_for_bit() {
     }
 }
 
+/// With a block-packed copy, rows up to `BLOCKS_MAX` ones (35 % here, above `SPARSE_MAX`)
+/// take the selected rows: bit for bit the blocked sums, and the dense product to rounding;
+/// denser rows still take the GEMM.
+#[test]
+fn blocked_route_takes_rows_up_to_its_own_density() {
+    use ebmc::exec::dense::{acc_mixed, acc_rows, gemm_rows, row_lists_below, Rows, BLOCKS_MAX};
+    use ebmc::exec::selected::{available, PackedTable};
+    use ndarray::Array2;
+    use std::sync::Arc;
+    if !available() {
+        return;
+    }
+    let mut rng = StdRng::seed_from_u64(12);
+    let (m, k, n) = (24, 300, 70);
+    // rows 0..12 at ~35 % ones, rows 12..24 at ~70 %
+    let x = Array2::from_shape_fn((m, k), |(r, _)| {
+        let d = if r < 12 { 0.35 } else { 0.7 };
+        (rng.random::<f64>() < d) as u8 as f32
+    });
+    let w = Array2::from_shape_fn((k, n), |_| rng.random::<f32>() - 0.5);
+    let ws = w.as_slice().expect("standard layout");
+    let pk = Arc::new(PackedTable::new(ws, n));
+    let blocks = || pk.clone();
+    let lists = row_lists_below(&x.view(), BLOCKS_MAX);
+    assert!(lists[..12].iter().all(|l| l.is_some()) && lists[12..].iter().all(|l| l.is_none()));
+    let mut got = Array2::<f32>::zeros((m, n));
+    acc_mixed(
+        -1.0,
+        &x.view(),
+        Some(ws),
+        Some(&blocks),
+        &mut got,
+        1,
+        &|xs, c, t| gemm_rows(-1.0, xs, &w.view(), c, t),
+    );
+    let mut sel = Array2::<f32>::zeros((m, n));
+    acc_rows(-1.0, &lists, Rows::Blocks(&pk), &mut sel, 1);
+    assert_eq!(
+        got.slice(ndarray::s![..12, ..]),
+        sel.slice(ndarray::s![..12, ..])
+    );
+    let want = -x.dot(&w);
+    for (a, b) in got.iter().zip(want.iter()) {
+        assert!((a - b).abs() < 1e-3, "{a} vs {b}");
+    }
+}
+
 /// The JIT mean field (clamped contributions computed once, generated mean kernel) against
 /// the Rust back end's loop on a DBM-shaped model with sparse binary data.
 #[test]
