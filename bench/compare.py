@@ -8,7 +8,12 @@ numpy and PyTorch CPU versions of the same work at 1 and 2 threads, and prints r
 - epilogue: sigmoid(acc + bias) + Bernoulli draw over [100, 500], elements / ns;
 - rbm: CD-1 on a 784x500 binary RBM, mini-batch 100, MNIST-like density, examples / s
   (hand-written loops, and ebmc's generic trainer per back end and thread count);
-- dbm: 10 mean-field iterations of a 784-500-1000 DBM, batch 100, f32, calls / s.
+- dbm: 10 mean-field iterations of a 784-500-1000 DBM, batch 100, f32, calls / s;
+- scikit-learn's BernoulliRBM on the rbm data (persistent CD-1, one `partial_fit` a batch);
+- THRML (JAX) block Gibbs on the Ising lattice and on a 784x500 RBM-shaped spin model (100
+  chains), with its program build and first-call (trace + compile) times next to ebmc's
+  compile times. Peers that are not installed are skipped (`pip install numpy torch
+  scikit-learn jax thrml`).
 
 Usage: python3 bench/compare.py [--skip-cargo] [--rounds N] [--json bench/results.json]
 
@@ -27,9 +32,11 @@ import sys
 import time
 
 PEER = r'''
-import json, sys, time
-import numpy as np
+import json, os, sys, time
 kind, lib, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
+if lib == "thrml" and threads == 1:
+    os.sched_setaffinity(0, {0})  # XLA's thread pool: one core
+import numpy as np
 if lib == "torch":
     import torch
     torch.set_num_threads(threads)
@@ -42,7 +49,55 @@ def best(reps, f):
     return t
 
 out = {}
-if kind == "ising":
+
+def thrml_gibbs(nodes, edges, biases, weights, beta, blocks, chains, sweeps):
+    """THRML (Extropic, JAX) block Gibbs on an Ising-form model: the program's build time,
+    the first jitted call (trace + XLA compile + one run) and the best later call."""
+    import jax, jax.numpy as jnp
+    from thrml import SamplingSchedule, sample_states
+    from thrml.models import IsingEBM, IsingSamplingProgram, hinton_init
+    t0 = time.perf_counter()
+    model = IsingEBM(nodes, edges, jnp.asarray(biases), jnp.asarray(weights), jnp.array(beta))
+    program = IsingSamplingProgram(model, blocks, clamped_blocks=[])
+    build = time.perf_counter() - t0
+    schedule = SamplingSchedule(n_warmup=sweeps - 1, n_samples=1, steps_per_sample=1)
+    f = jax.jit(jax.vmap(lambda k, s0: sample_states(k, program, schedule, s0, [], blocks)))
+    init = hinton_init(jax.random.key(1), model, blocks, (chains,))
+    t0 = time.perf_counter()
+    jax.block_until_ready(f(jax.random.split(jax.random.key(0), chains), init))
+    first = time.perf_counter() - t0
+    def run():
+        jax.block_until_ready(f(jax.random.split(jax.random.key(2), chains), init))
+    return build, first, best(3, run)
+
+if kind == "ising" and lib == "thrml":
+    from thrml import Block, SpinNode
+    L, sweeps = 512, 20
+    grid = [[SpinNode() for _ in range(L)] for _ in range(L)]
+    nodes = [n for row in grid for n in row]
+    edges = [(grid[i][j], grid[(i + 1) % L][j]) for i in range(L) for j in range(L)] + \
+            [(grid[i][j], grid[i][(j + 1) % L]) for i in range(L) for j in range(L)]
+    blocks = [Block([grid[i][j] for i in range(L) for j in range(L) if (i + j) % 2 == c])
+              for c in (0, 1)]
+    build, first, t = thrml_gibbs(nodes, edges, np.zeros(len(nodes), np.float32),
+                                  np.ones(len(edges), np.float32), 0.44, blocks, 1, sweeps)
+    out["value"], out["unit"] = L * L * sweeps / t / 1e9, "updates/ns"
+    out["build_ms"], out["first_call_ms"] = build * 1e3, first * 1e3
+elif kind == "gibbs":
+    # block Gibbs sweeps {v} | {h} of a 784x500 RBM-shaped spin model, 100 chains (ebmc's
+    # rbm784x500_gibbs runs the binary RBM: the same work a sweep)
+    from thrml import Block, SpinNode
+    nv, nh, chains, sweeps = 784, 500, 100, 20
+    rng = np.random.default_rng(0)
+    vis = [SpinNode() for _ in range(nv)]; hid = [SpinNode() for _ in range(nh)]
+    edges = [(v, h) for v in vis for h in hid]
+    build, first, t = thrml_gibbs(vis + hid, edges,
+                                  ((rng.random(nv + nh) - 0.5) * 0.1).astype(np.float32),
+                                  ((rng.random(len(edges)) - 0.5) * 0.1).astype(np.float32),
+                                  1.0, [Block(vis), Block(hid)], chains, sweeps)
+    out["value"], out["unit"] = sweeps / t, "sweeps/s"
+    out["build_ms"], out["first_call_ms"] = build * 1e3, first * 1e3
+elif kind == "ising":
     L, sweeps, beta = 512, 20, 0.44
     ii, jj = np.meshgrid(np.arange(L), np.arange(L), indexing="ij")
     if lib == "numpy":
@@ -94,7 +149,16 @@ elif kind == "rbm":
     nv, nh, bsz, batches, lr = 784, 500, 100, 20, 0.05
     rng = np.random.default_rng(0)
     data = [(rng.random((bsz, nv)) < 0.13).astype(np.float32) for _ in range(batches)]
-    if lib == "numpy":
+    if lib == "sklearn":
+        # scikit-learn's BernoulliRBM: persistent CD-1 (SML), one update a partial_fit
+        from sklearn.neural_network import BernoulliRBM
+        m = BernoulliRBM(n_components=nh, learning_rate=lr, batch_size=bsz, n_iter=1,
+                         random_state=0)
+        m.partial_fit(data[0])  # the weights and chains are set up outside the timing
+        def run():
+            for v0 in data:
+                m.partial_fit(v0)
+    elif lib == "numpy":
         W = ((rng.random((nv, nh)) - 0.5) * 0.02).astype(np.float32)
         a = np.full(nv, -1.9, np.float32); b = np.zeros(nh, np.float32)
         sig = lambda z: 1.0 / (1.0 + np.exp(-z))
@@ -197,7 +261,10 @@ def main():
 
     if not args.skip_cargo:
         cargo_bench([])
-    have_torch = subprocess.run([sys.executable, "-c", "import torch"], capture_output=True).returncode == 0
+    def have(module):
+        return subprocess.run([sys.executable, "-c", f"import {module}"],
+                              capture_output=True).returncode == 0
+    have_torch = have("torch")
     # the headline comparisons, alternated (see the module's docstring)
     for _ in range(max(args.rounds, 0)):
         if not args.skip_cargo:
@@ -221,13 +288,32 @@ def main():
                     print(f"{name}/{lib}/threads={threads}: {err}")
                     continue
                 keep_best(f"{name}/{lib}/threads={threads}", v["value"], v["unit"])
+    # scikit-learn's BernoulliRBM, and THRML (JAX) block Gibbs with its build and first-call
+    # (trace + compile) times beside ebmc's compile times
+    extra = [("rbm", "sklearn", "rbm784x500_cd1", "sklearn"), ("ising", "thrml", "ising512", "thrml"),
+             ("gibbs", "thrml", "rbm784x500_gibbs", "thrml")]
+    for kind, lib, name, module in extra:
+        if not have(module):
+            print(f"{module} not installed: skipping {name}/{lib} (pip install scikit-learn jax thrml)")
+            continue
+        for threads in (1, 2):
+            v, err = run_peer(kind, lib, threads)
+            if v is None:
+                print(f"{name}/{lib}/threads={threads}: {err}")
+                continue
+            keep_best(f"{name}/{lib}/threads={threads}", v["value"], v["unit"])
+            if "first_call_ms" in v and threads == 1:
+                keep_best(f"compile/{name}/thrml_build", -v["build_ms"], "ms")
+                keep_best(f"compile/{name}/thrml_first_call", -v["first_call_ms"], "ms")
+    for k in [k for k in results if results[k][0] < 0]:
+        results[k] = (-results[k][0], results[k][1])  # times: kept as the best (smallest)
     print(f"\n{'benchmark':<60} {'value':>12}  unit")
     for k in sorted(results):
         v, u = results[k]
         print(f"{k:<60} {v:>12.4f}  {u}")
     # ratios: every ebmc JIT entry against every peer of the same benchmark
     # (compile times have no peer; "jit" must be the implementation part of the name)
-    peers = ("numpy", "torch", "plain_rust", "matrixmultiply")
+    peers = ("numpy", "torch", "sklearn", "thrml", "plain_rust", "matrixmultiply")
     print("\nratios (ebmc JIT / peer, higher is better for ebmc):")
     for k, (v, u) in sorted(results.items()):
         parts = k.split("/")
